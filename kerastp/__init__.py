@@ -1,0 +1,58 @@
+"""kerastp: spatio-temporal predictive learning for Keras 3 / TensorFlow.
+
+Importing the package builds nothing, touches no disk and does not import TensorFlow: the
+public names below are resolved on first use, so `kerastp.lite` stays usable on an edge box
+that has only `ai-edge-litert` and NumPy.
+"""
+
+import importlib
+import os
+
+__version__ = "0.1.0"
+
+# kerastp's models, data pipelines and exporters run on TensorFlow. Choose the backend before
+# Keras is first imported; an explicit KERAS_BACKEND that is not TensorFlow is reported by
+# `kerastp.backend.require_tensorflow()` when a TensorFlow-bound module is used.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+_LAZY = {
+    # registry
+    "MODELS": "kerastp.registry",
+    "PRESETS": "kerastp.registry",
+    "build_model": "kerastp.registry",
+    "get_preset": "kerastp.registry",
+    "list_presets": "kerastp.registry",
+    "preset_summary": "kerastp.registry",
+    # models
+    "Forecaster": "kerastp.models.base",
+    "STLight": "kerastp.models.stlight",
+    # FLOPs
+    "count_macs": "kerastp.flops",
+    # training and evaluation
+    "TrainConfig": "kerastp.training",
+    "train": "kerastp.training",
+    "evaluate": "kerastp.training",
+    # export
+    "export_keras": "kerastp.export",
+    "export_saved_model": "kerastp.export",
+    "export_tflite": "kerastp.export",
+    "export_all": "kerastp.export",
+    # pictures
+    "save_forecast_strip": "kerastp.visualize",
+    "save_forecast_gif": "kerastp.visualize",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kerastp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

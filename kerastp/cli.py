@@ -1,0 +1,259 @@
+"""`kerastp` command line: a thin front end; every handler calls one library function."""
+
+import argparse
+import json
+import os
+import sys
+
+
+def _quiet_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _preset_names():
+    from kerastp.registry import PRESETS
+
+    return sorted(PRESETS)
+
+
+def _print_json(payload):
+    print(json.dumps(payload, indent=2, sort_keys=True, default=float))
+
+
+def cmd_list(args):
+    from kerastp.registry import get_preset, list_presets, preset_summary
+
+    rows = [preset_summary(name) for name in list_presets(tiny=True if args.tiny else None)]
+    if args.json:
+        _print_json(rows)
+        return 0
+
+    def fmt(value, scale, unit):
+        return "-" if value is None else f"{value / scale:.2f}{unit}"
+
+    header = (
+        f"{'preset':<22}{'model':<10}{'params':>10}{'paper':>9}"
+        f"{'MACs (all)':>12}{'MACs (fvcore)':>15}{'paper FLOPs':>13}  description"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(
+            f"{row['preset']:<22}{row['model']:<10}{fmt(row['params'], 1e6, 'M'):>10}"
+            f"{fmt(row['paper_params'], 1e6, 'M'):>9}{fmt(row['macs'], 1e9, 'G'):>12}"
+            f"{fmt(row['fvcore_macs'], 1e9, 'G'):>15}{fmt(row['paper_flops'], 1e9, 'G'):>13}"
+            f"  {get_preset(row['preset'])['description']}"
+        )
+    print(
+        "\nMACs (all): multiply-accumulates of every layer for one 10-frame forecast.\n"
+        "MACs (fvcore): the papers' convention - fvcore skips 'same'-padded depth-wise convs\n"
+        "and counts BatchNorm; compare this column with the paper's FLOPs."
+    )
+    return 0
+
+
+def _train_config(args):
+    from kerastp.training import TrainConfig
+
+    overrides = json.loads(args.override) if args.override else {}
+    return TrainConfig(
+        preset=args.preset,
+        data=args.data,
+        mnist_path=args.mnist_path,
+        run_dir=args.run_dir,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        schedule=args.schedule,
+        eval_sequences=args.eval_sequences,
+        seed=args.seed,
+        tensorboard=args.tensorboard,
+        backup_every=args.backup_every,
+        overrides=overrides,
+        verbose=args.verbose,
+    )
+
+
+def cmd_train(args):
+    from kerastp.training import train
+
+    result = train(_train_config(args))
+    print(f"run directory: {result['run_dir']}  (fit took {result['seconds']:.1f} s)")
+    if result["metrics"] is not None:
+        _print_json({k: v for k, v in result["metrics"].items() if not k.endswith("_per_frame")})
+    return 0
+
+
+def cmd_evaluate(args):
+    from kerastp.training import evaluate
+
+    metrics = evaluate(
+        args.model,
+        data=args.data,
+        num_sequences=args.num_sequences,
+        mnist_path=args.mnist_path,
+        batch_size=args.batch_size,
+    )
+    _print_json(metrics)
+    return 0
+
+
+def cmd_export(args):
+    from kerastp.export import export_artifacts
+
+    written = export_artifacts(
+        args.model,
+        formats=args.format,
+        name=args.name,
+        saved_model_dir=args.saved_model_dir,
+        tflite_dir=args.tflite_dir,
+    )
+    for kind, (path, sidecar) in written.items():
+        print(f"{kind:<12} {path}  parity max abs error {sidecar['parity']['max_abs_error']:.2e}")
+    return 0
+
+
+def cmd_predict(args):
+    from kerastp.visualize import predict_to_pictures
+
+    png, gif = predict_to_pictures(
+        args.model,
+        args.out,
+        data=args.data,
+        index=args.index,
+        inputs=args.inputs,
+        mnist_path=args.mnist_path,
+    )
+    print(f"wrote {png} and {gif}")
+    return 0
+
+
+def cmd_demo(args):
+    from kerastp.demo import run_demo
+
+    summary = run_demo(
+        run_dir=args.run_dir,
+        preset=args.preset,
+        data=args.data,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        eval_sequences=args.eval_sequences,
+        mnist_path=args.mnist_path,
+        seed=args.seed,
+        verbose=args.verbose,
+    )
+    metrics = summary["metrics"]
+    last = summary["baselines"]["repeat_last_frame"]
+    print(
+        f"\n{summary['preset']} on {summary['data']} Moving MNIST "
+        f"({len(summary['artifacts'])} artifacts verified):\n"
+        f"  test MSE {metrics['mse']:.2f}  MAE {metrics['mae']:.2f}  SSIM {metrics['ssim']:.4f}  "
+        f"PSNR {metrics['psnr']:.2f}   (repeat-last-frame MSE {last['mse']:.2f})\n"
+        f"  fit {summary['timings']['fit_s']:.0f} s, export {summary['timings']['export_s']:.0f} s"
+    )
+    for kind, path in summary["artifacts"].items():
+        print(f"  {kind:<12} {path}")
+    print(f"  pictures     {', '.join(summary['pictures'])}")
+    return 0
+
+
+def _add_data_args(parser, default="procedural"):
+    parser.add_argument(
+        "--data",
+        choices=("procedural", "mnist"),
+        default=default,
+        help="digits: built-in procedural (no file, no network) or real MNIST",
+    )
+    parser.add_argument(
+        "--mnist-path",
+        default=None,
+        help="mnist.npz or idx files (else $KERASTP_MNIST, ~/.keras/datasets, download)",
+    )
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="kerastp", description="Spatio-temporal forecasting with Keras 3 / TensorFlow."
+    )
+    from kerastp import __version__
+
+    parser.add_argument("--version", action="version", version=f"kerastp {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="presets with parameters and FLOPs")
+    p.add_argument("--tiny", action="store_true", help="only the tiny presets")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("train", help="train a preset with model.fit (resumable)")
+    p.add_argument("--preset", default="stlight_tiny", choices=_preset_names())
+    _add_data_args(p)
+    p.add_argument("--run-dir", default=None, help="default runs/<preset>; rerun to resume")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--learning-rate", type=float, default=None, help="peak learning rate")
+    p.add_argument("--schedule", choices=("one_cycle", "constant"), default="one_cycle")
+    p.add_argument("--eval-sequences", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tensorboard", action="store_true")
+    p.add_argument("--backup-every", type=int, default=None, help="also back up every N steps")
+    p.add_argument("--override", default=None, help='model arguments as JSON, e.g. \'{"depth": 8}\'')
+    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="OpenSTL metrics on the standard test set")
+    p.add_argument("--model", required=True, help=".keras file or run directory")
+    _add_data_args(p)
+    p.add_argument("--num-sequences", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="verified .keras / SavedModel / TFLite export")
+    p.add_argument("--model", required=True, help=".keras file or run directory")
+    p.add_argument(
+        "--format",
+        nargs="+",
+        choices=("keras", "saved_model", "tflite"),
+        default=["keras", "saved_model", "tflite"],
+    )
+    p.add_argument("--name", default=None, help="artifact name (default: the preset)")
+    p.add_argument("--saved-model-dir", default="saved_models")
+    p.add_argument("--tflite-dir", default="tflite")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("predict", help="forecast one sequence: PNG strip + animated GIF")
+    p.add_argument("--model", required=True, help=".keras, .tflite, SavedModel dir or run dir")
+    _add_data_args(p)
+    p.add_argument("--index", type=int, default=0, help="sequence of the standard test set")
+    p.add_argument("--inputs", default=None, help=".npy of (T_in, H, W, C) frames instead")
+    p.add_argument("--out", default="forecast.png")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo", help="the main job: train, evaluate, export, draw")
+    p.add_argument("--preset", default="stlight_tiny", choices=_preset_names())
+    _add_data_args(p)
+    p.add_argument("--run-dir", default="runs/demo")
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--steps-per-epoch", type=int, default=50)
+    p.add_argument("--eval-sequences", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv=None):
+    _quiet_tensorflow()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"kerastp {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

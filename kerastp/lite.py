@@ -1,0 +1,134 @@
+"""Run kerastp TFLite (LiteRT) forecasters with `ai_edge_litert`; no TensorFlow needed.
+
+An edge box installs `ai-edge-litert` and NumPy only: this module imports neither TensorFlow
+nor Keras.
+"""
+
+import os
+
+import numpy as np
+
+
+def _interpreter_class():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as error:
+        raise ImportError(
+            "Running .tflite forecasters needs the LiteRT interpreter: "
+            "`pip install ai-edge-litert`."
+        ) from error
+    return Interpreter
+
+
+def tflite_ops(model_content):
+    """Sorted names of the operators a `.tflite` flatbuffer uses (builtin and custom).
+
+    Read from the flatbuffer itself, so delegates cannot hide any op.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {
+        value: key for key, value in vars(schema.BuiltinOperator).items() if not key.startswith("_")
+    }
+    model = schema.Model.GetRootAs(bytearray(model_content), 0)
+    ops = set()
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            custom = code.CustomCode()
+            ops.add(custom.decode() if isinstance(custom, bytes) else str(custom))
+        else:
+            ops.add(names.get(builtin, f"BUILTIN_{builtin}"))
+    return sorted(ops)
+
+
+class LiteForecaster:
+    """A `.tflite` forecaster: NumPy frames in, NumPy forecast out.
+
+    Signature, input and output names are read from the model (kerastp writes
+    `serving_default` with input `frames` and output `forecast`). Quantised int8 / uint8
+    inputs and outputs are scaled with the tensor's own quantisation parameters, so callers
+    always pass and receive float32 frames in model scale.
+
+    Args:
+        path: path of a `.tflite` file, or the flatbuffer bytes.
+        num_threads: int or None, interpreter threads.
+        signature: str or None; the model's only (or `serving_default`) signature by default.
+
+    Example:
+    >>> forecaster = LiteForecaster("tflite/stlight_tiny.tflite")  # doctest: +SKIP
+    >>> forecaster.predict(past).shape  # doctest: +SKIP
+    (1, 10, 64, 64, 1)
+    """
+
+    def __init__(self, path, num_threads=None, signature=None):
+        if isinstance(path, bytes | bytearray):
+            content = bytes(path)
+            self.path = None
+        else:
+            self.path = os.fspath(path)
+            if not os.path.isfile(self.path):
+                raise FileNotFoundError(f"TFLite model not found: {self.path}")
+            with open(self.path, "rb") as f:
+                content = f.read()
+        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+            raise ValueError(f"`num_threads` must be a positive integer, got {num_threads!r}")
+        interpreter_cls = _interpreter_class()
+        try:
+            self.interpreter = interpreter_cls(model_content=content, num_threads=num_threads)
+        except (ValueError, RuntimeError) as error:
+            source = self.path or "the given bytes"
+            raise ValueError(f"{source} is not a valid TFLite model: {error}") from error
+        signatures = self.interpreter.get_signature_list()
+        if not signatures:
+            raise ValueError(f"{self.path or 'model'} has no signature; export it with kerastp")
+        if signature is None:
+            signature = "serving_default" if "serving_default" in signatures else next(iter(signatures))
+        if signature not in signatures:
+            raise ValueError(
+                f"Unknown signature {signature!r}; the model has {sorted(signatures)}"
+            )
+        self.signature = signature
+        self.input_name = signatures[signature]["inputs"][0]
+        self.output_name = signatures[signature]["outputs"][0]
+        self.runner = self.interpreter.get_signature_runner(signature)
+        self.input_details = self.runner.get_input_details()[self.input_name]
+        self.output_details = self.runner.get_output_details()[self.output_name]
+        self.ops = tflite_ops(content)
+
+    @property
+    def input_shape(self):
+        """(None, T_in, H, W, C): the input shape with a dynamic batch."""
+        shape = list(self.input_details["shape_signature"])
+        return (None, *[int(d) for d in shape[1:]])
+
+    def _quantize(self, frames):
+        dtype = self.input_details["dtype"]
+        if np.issubdtype(dtype, np.floating):
+            return frames.astype(dtype)
+        scale, zero_point = self.input_details["quantization"]
+        info = np.iinfo(dtype)
+        q = np.round(frames / scale + zero_point)
+        return np.clip(q, info.min, info.max).astype(dtype)
+
+    def _dequantize(self, values):
+        if np.issubdtype(values.dtype, np.floating):
+            return values.astype(np.float32)
+        scale, zero_point = self.output_details["quantization"]
+        return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+    def predict(self, past):
+        """Forecasts from `past` (B, T_in, H, W, C) float frames in model scale."""
+        past = np.asarray(past)
+        expected = self.input_shape[1:]
+        if past.ndim != len(expected) + 1 or tuple(past.shape[1:]) != expected:
+            raise ValueError(
+                f"`past` must have shape (B, {', '.join(map(str, expected))}), got {past.shape}"
+            )
+        if not np.issubdtype(past.dtype, np.floating):
+            raise ValueError(f"`past` must hold float frames in model scale, got {past.dtype}")
+        if not np.all(np.isfinite(past)):
+            raise ValueError("`past` holds NaN or Inf values")
+        result = self.runner(**{self.input_name: self._quantize(past.astype(np.float32))})
+        return self._dequantize(result[self.output_name])

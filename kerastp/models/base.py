@@ -1,0 +1,223 @@
+"""The forecasting contract shared by every kerastp model (SPEC §1)."""
+
+import numpy as np
+
+from kerastp.backend import require_tensorflow
+
+require_tensorflow()
+
+import keras  # noqa: E402
+from keras import ops  # noqa: E402
+
+_FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {name}={value!r}")
+    return int(value)
+
+
+def check_frames_array(frames, *, name, frames_per_sequence, height, width, channels):
+    """Validates a NumPy batch of frames against a model's contract.
+
+    Raises `ValueError` naming `name` for a wrong rank, frame count, frame size, channel
+    count or dtype, and for NaN or Inf values.
+
+    Returns:
+        The array as float32.
+    """
+    frames = np.asarray(frames)
+    expected = (frames_per_sequence, height, width, channels)
+    if frames.ndim != 5:
+        raise ValueError(
+            f"`{name}` must have rank 5 (batch, time, height, width, channels) = "
+            f"(B, {', '.join(map(str, expected))}), got shape {frames.shape}"
+        )
+    if frames.shape[0] == 0:
+        raise ValueError(f"`{name}` is empty: shape {frames.shape}")
+    if tuple(frames.shape[1:]) != expected:
+        raise ValueError(
+            f"`{name}` must have shape (B, {', '.join(map(str, expected))}) "
+            f"(time, height, width, channels), got {frames.shape}"
+        )
+    if not np.issubdtype(frames.dtype, np.floating):
+        hint = " (divide uint8 frames by 255 first)" if frames.dtype == np.uint8 else ""
+        raise ValueError(
+            f"`{name}` must hold floating-point frames in model scale, got dtype "
+            f"{frames.dtype}{hint}"
+        )
+    bad = int(np.size(frames) - np.count_nonzero(np.isfinite(frames)))
+    if bad:
+        raise ValueError(f"`{name}` holds {bad} NaN or Inf values (shape {frames.shape})")
+    return frames.astype(np.float32, copy=False)
+
+
+class Forecaster(keras.Model):
+    """Base class of kerastp models: `past` (B, T_in, H, W, C) -> `future` (B, T_out, H, W, C).
+
+    A subclass implements `forward(window, training)`, mapping the last `input_frames`
+    frames to the next `frames_per_step` frames. `call()` validates the input, then rolls
+    the forecast out inside the graph: when `output_frames` exceeds what one forward pass
+    gives, predictions are fed back as inputs (a Python loop over a static count, so the
+    rollout unrolls into SavedModel and TFLite graphs); surplus frames are cropped.
+
+    Args:
+        input_frames: int, T_in.
+        output_frames: int, T_out (smaller or larger than T_in).
+        height: int, frame height H.
+        width: int, frame width W.
+        channels: int, channels per frame C.
+        **kwargs: base `keras.Model` arguments (`name`, `dtype`, ...).
+    """
+
+    #: Peak learning rate that `compile(total_steps=...)` uses when none is given.
+    default_learning_rate = 1e-3
+
+    def __init__(self, input_frames, output_frames, height, width, channels, **kwargs):
+        super().__init__(**kwargs)
+        self.input_frames = _positive_int("input_frames", input_frames)
+        self.output_frames = _positive_int("output_frames", output_frames)
+        self.height = _positive_int("height", height)
+        self.width = _positive_int("width", width)
+        self.channels = _positive_int("channels", channels)
+
+    @property
+    def frames_per_step(self):
+        """Frames one forward pass predicts; by default min(T_in, T_out)."""
+        return min(self.input_frames, self.output_frames)
+
+    @property
+    def frame_shape(self):
+        return (self.height, self.width, self.channels)
+
+    @property
+    def input_signature_shape(self):
+        """(None, T_in, H, W, C): the serving input shape with a dynamic batch."""
+        return (None, self.input_frames, *self.frame_shape)
+
+    def forward(self, window, training=None):
+        """Maps (B, T_in, H, W, C) to the next (B, frames_per_step, H, W, C)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement `forward()`")
+
+    def _check_symbolic(self, past):
+        shape = tuple(past.shape)
+        expected = (self.input_frames, *self.frame_shape)
+        if len(shape) != 5:
+            raise ValueError(
+                f"{type(self).__name__} expects `past` of rank 5 (batch, time, height, width, "
+                f"channels) = (B, {', '.join(map(str, expected))}), got shape {shape}"
+            )
+        for axis, (got, want) in enumerate(zip(shape[1:], expected, strict=True), start=1):
+            if got is not None and got != want:
+                raise ValueError(
+                    f"{type(self).__name__} expects `past` of shape "
+                    f"(B, {', '.join(map(str, expected))}) (time, height, width, channels), "
+                    f"got {shape}: axis {axis} is {got}, expected {want}"
+                )
+        dtype = keras.backend.standardize_dtype(past.dtype)
+        if dtype not in _FLOAT_DTYPES:
+            hint = " (divide uint8 frames by 255 first)" if dtype == "uint8" else ""
+            raise ValueError(
+                f"{type(self).__name__} expects floating-point frames in model scale, got "
+                f"dtype {dtype}{hint}"
+            )
+
+    def call(self, past, training=None):
+        self._check_symbolic(past)
+        past = ops.cast(past, self.compute_dtype)
+        window = past
+        outputs = []
+        produced = 0
+        while produced < self.output_frames:
+            step = self.forward(window, training=training)
+            outputs.append(step)
+            produced += self.frames_per_step
+            if produced < self.output_frames:
+                window = ops.concatenate([window, step], axis=1)[:, -self.input_frames :]
+        future = outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=1)
+        if produced > self.output_frames:
+            future = future[:, : self.output_frames]
+        return future
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.output_frames, *self.frame_shape)
+
+    def predict(self, x, *args, **kwargs):
+        """`keras.Model.predict`, with NumPy input checked against the contract first."""
+        if isinstance(x, np.ndarray):
+            x = check_frames_array(
+                x,
+                name="past",
+                frames_per_sequence=self.input_frames,
+                height=self.height,
+                width=self.width,
+                channels=self.channels,
+            )
+        return super().predict(x, *args, **kwargs)
+
+    def compile(
+        self,
+        optimizer="auto",
+        loss="auto",
+        metrics="auto",
+        *,
+        learning_rate=None,
+        total_steps=None,
+        **kwargs,
+    ):
+        """`keras.Model.compile` with defaults suited to forecasting.
+
+        Args:
+            optimizer: `"auto"` gives Adam (epsilon 1e-8). With `total_steps`, it runs
+                the one-cycle policy of the STLight paper (learning rate and beta_1 cycled,
+                see `kerastp.optimizers.one_cycle_adam`) peaking at `learning_rate`;
+                without, a constant `learning_rate`. Anything Keras accepts is passed on.
+            loss: `"auto"` is the mean squared error.
+            metrics: `"auto"` gives `FrameMSE` and `FrameMAE` (OpenSTL's per-frame sums).
+            learning_rate: float; default `default_learning_rate` of the model class.
+            total_steps: int, optimizer steps of the run (epochs * steps per epoch), which
+                turns on the one-cycle schedule.
+            **kwargs: other `keras.Model.compile` arguments.
+        """
+        from kerastp import metrics as kerastp_metrics
+        from kerastp.optimizers import ScheduledAdam, one_cycle_adam
+
+        if isinstance(optimizer, str) and optimizer == "auto":
+            peak = self.default_learning_rate if learning_rate is None else learning_rate
+            if total_steps is not None:
+                optimizer = one_cycle_adam(peak, int(total_steps))
+            else:
+                optimizer = ScheduledAdam(learning_rate=peak, epsilon=1e-8)
+        if isinstance(loss, str) and loss == "auto":
+            loss = keras.losses.MeanSquaredError()
+        if isinstance(metrics, str) and metrics == "auto":
+            metrics = [kerastp_metrics.FrameMSE(), kerastp_metrics.FrameMAE()]
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def compile_from_config(self, config):
+        """Restores the compiled state saved in a `.keras` file (optimizer, loss, metrics)."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def get_config(self):
+        """The constructor arguments (plus Keras' `name`, `trainable` and `dtype`)."""
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "input_frames": self.input_frames,
+            "output_frames": self.output_frames,
+            "height": self.height,
+            "width": self.width,
+            "channels": self.channels,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+        return cls(**config)

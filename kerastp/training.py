@@ -1,0 +1,333 @@
+"""Training and evaluation on `model.fit`: run directories, resumable runs, OpenSTL metrics.
+
+`train(TrainConfig(...))` builds a preset, compiles it with the one-cycle policy of the
+STLight paper and fits it on freshly generated Moving MNIST. Each run owns a directory:
+
+    <run_dir>/config.json        the resolved configuration (preset, model config, data, ...)
+    <run_dir>/backup/            BackupAndRestore state: a killed run resumes from here
+    <run_dir>/checkpoints/       best.keras (lowest val_loss) and last.keras
+    <run_dir>/history.csv        one row per epoch (appended across resumes)
+    <run_dir>/logs/              TensorBoard logs (optional)
+    <run_dir>/model.keras        the final model
+    <run_dir>/metrics.json       OpenSTL metrics on the fixed test set
+"""
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kerastp.backend import require_tensorflow
+
+require_tensorflow()
+
+import keras  # noqa: E402
+
+from kerastp import registry  # noqa: E402
+from kerastp.data import moving_mnist  # noqa: E402
+from kerastp.export import _write_json  # noqa: E402
+from kerastp.metrics import ForecastEvaluator  # noqa: E402
+
+DATA_SOURCES = ("procedural", "mnist")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run depends on; written to `<run_dir>/config.json`.
+
+    Args:
+        preset: registry preset name.
+        data: "procedural" (built in, no file) or "mnist" (real MNIST digits).
+        mnist_path: MNIST location for `data="mnist"` (see `resolve_mnist_path`).
+        run_dir: the run's directory; default `runs/<preset>`.
+        epochs: None takes the preset's.
+        steps_per_epoch: optimizer steps per epoch; None gives 10,000 sequences per epoch
+            (the Moving MNIST protocol).
+        batch_size: None takes the preset's.
+        learning_rate: peak learning rate; None takes the preset's.
+        schedule: "one_cycle" (paper) or "constant".
+        val_sequences: sequences of the fixed validation set scored after each epoch.
+        eval_sequences: sequences of the fixed test set scored at the end (0 skips).
+        seed: seeds weights, data and dropout.
+        tensorboard: write TensorBoard logs.
+        backup_every: None backs up at each epoch end; an int also every that many steps.
+        overrides: model constructor arguments replacing the preset's.
+        verbose: Keras verbosity (1 = progress bar).
+    """
+
+    preset: str = "stlight_tiny"
+    data: str = "procedural"
+    mnist_path: str | None = None
+    run_dir: str | None = None
+    epochs: int | None = None
+    steps_per_epoch: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    schedule: str = "one_cycle"
+    val_sequences: int = 256
+    eval_sequences: int = 1000
+    seed: int = 0
+    tensorboard: bool = False
+    backup_every: int | None = None
+    overrides: dict = dataclasses.field(default_factory=dict)
+    verbose: int = 1
+
+    def resolved(self):
+        """A copy with every None default filled in from the preset; validates values."""
+        preset = registry.get_preset(self.preset)
+        training = preset["training"]
+        config = dataclasses.replace(self, overrides=dict(self.overrides))
+        if config.data not in DATA_SOURCES:
+            raise ValueError(
+                f"`data` must be one of {', '.join(DATA_SOURCES)}, got data={config.data!r}"
+            )
+        if config.schedule not in ("one_cycle", "constant"):
+            raise ValueError(
+                f"`schedule` must be 'one_cycle' or 'constant', got schedule={config.schedule!r}"
+            )
+        config.epochs = training["epochs"] if config.epochs is None else config.epochs
+        config.batch_size = training["batch_size"] if config.batch_size is None else config.batch_size
+        if config.learning_rate is None:
+            config.learning_rate = training["max_learning_rate"]
+        if config.steps_per_epoch is None:
+            config.steps_per_epoch = max(1, 10_000 // config.batch_size)
+        if config.run_dir is None:
+            config.run_dir = str(Path("runs") / config.preset)
+        for name in ("epochs", "batch_size", "steps_per_epoch", "val_sequences"):
+            value = getattr(config, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {name}={value!r}")
+        if not isinstance(config.eval_sequences, int) or not 0 <= config.eval_sequences <= 10_000:
+            raise ValueError(
+                f"`eval_sequences` must be an integer in [0, 10000], got {config.eval_sequences!r}"
+            )
+        if not config.learning_rate > 0:
+            raise ValueError(f"`learning_rate` must be positive, got {config.learning_rate!r}")
+        return config
+
+
+def _frame_config(model):
+    return {
+        "input_frames": model.input_frames,
+        "output_frames": model.output_frames,
+        "image_size": model.height,
+    }
+
+
+def _check_moving_mnist_model(model):
+    if model.height != model.width or model.channels != 1:
+        raise ValueError(
+            "Moving MNIST has square single-channel frames; the model expects "
+            f"{model.height}x{model.width}x{model.channels}"
+        )
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    """Adds the epoch's wall time (`epoch_seconds`) to the logs, so history.csv records it."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._start
+
+
+def _resume_epoch(backup_dir):
+    """The epoch BackupAndRestore will resume at (0 for a new run)."""
+    metadata = Path(backup_dir) / "training_metadata.json"
+    if not metadata.is_file():
+        return 0
+    with open(metadata) as f:
+        state = json.load(f)
+    # Keras records the epoch to run next: the one after a finished epoch, or the interrupted
+    # epoch (which restarts from its first batch) for a mid-epoch backup.
+    return int(state.get("epoch", 0))
+
+
+def train(config=None, **kwargs):
+    """Trains a preset on Moving MNIST with `model.fit`; resumes an interrupted run.
+
+    Args:
+        config: a `TrainConfig`; or pass its fields as keyword arguments.
+
+    Returns:
+        dict with `model`, `run_dir`, `history` (per-epoch logs of this call), `metrics`
+        (test-set metrics, or None when `eval_sequences=0`), `seconds` (fit wall time) and
+        `config` (the resolved config as a dict).
+
+    Example:
+    >>> result = train(preset="stlight_tiny", epochs=1, steps_per_epoch=2,
+    ...                eval_sequences=16, run_dir="/tmp/run")  # doctest: +SKIP
+    """
+    config = (config or TrainConfig(**kwargs)).resolved()
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+
+    model = registry.build_model(config.preset, **config.overrides)
+    _check_moving_mnist_model(model)
+    resolved = {
+        **dataclasses.asdict(config),
+        "model_class": type(model).__name__,
+        "model_config": model.get_config(),
+        "params": registry.count_trainable_params(model),
+    }
+    config_file = run_dir / "config.json"
+    if config_file.is_file():
+        previous = json.loads(config_file.read_text())
+        ignored = {"verbose", "eval_sequences", "tensorboard"}
+        changed = sorted(
+            key for key in resolved if key not in ignored and previous.get(key) != resolved[key]
+        )
+        # JSON turns tuples into lists: compare through a JSON round trip.
+        changed = [
+            key
+            for key in changed
+            if json.loads(json.dumps(resolved[key], default=str)) != previous.get(key)
+        ]
+        if changed:
+            raise ValueError(
+                f"{run_dir} holds a run with a different configuration ({', '.join(changed)} "
+                "differ). Resume it with the same settings, or choose another run_dir."
+            )
+    _write_json(config_file, resolved)
+
+    total_steps = config.epochs * config.steps_per_epoch
+    model.compile(
+        learning_rate=config.learning_rate,
+        total_steps=total_steps if config.schedule == "one_cycle" else None,
+    )
+
+    backup_dir = run_dir / "backup"
+    initial_epoch = _resume_epoch(backup_dir)
+    frames = _frame_config(model)
+    train_data = moving_mnist.moving_mnist_dataset(
+        config.data,
+        "train",
+        batch_size=config.batch_size,
+        num_sequences=config.steps_per_epoch * config.batch_size,
+        seed=config.seed,
+        path=config.mnist_path,
+        initial_epoch=initial_epoch,
+        **frames,
+    )
+    val_data = moving_mnist.moving_mnist_dataset(
+        config.data,
+        "val",
+        batch_size=min(config.batch_size, config.val_sequences),
+        num_sequences=config.val_sequences,
+        seed=config.seed,
+        path=config.mnist_path,
+        drop_remainder=False,
+        **frames,
+    )
+    checkpoints = run_dir / "checkpoints"
+    checkpoints.mkdir(exist_ok=True)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(
+            str(backup_dir),
+            save_freq=config.backup_every or "epoch",
+            double_checkpoint=True,
+        ),
+        keras.callbacks.ModelCheckpoint(
+            str(checkpoints / "best.keras"), monitor="val_loss", save_best_only=True
+        ),
+        keras.callbacks.ModelCheckpoint(str(checkpoints / "last.keras")),
+        _EpochTimer(),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+    ]
+    if config.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs")))
+
+    start = time.perf_counter()
+    history = model.fit(
+        train_data,
+        epochs=config.epochs,
+        validation_data=val_data,
+        callbacks=callbacks,
+        shuffle=False,
+        verbose=config.verbose,
+    )
+    seconds = time.perf_counter() - start
+    model.save(run_dir / "model.keras")
+
+    metrics = None
+    if config.eval_sequences:
+        metrics = evaluate(
+            model,
+            data=config.data,
+            num_sequences=config.eval_sequences,
+            mnist_path=config.mnist_path,
+            batch_size=config.batch_size,
+        )
+        metrics["train_seconds"] = seconds
+        _write_json(run_dir / "metrics.json", metrics)
+    return {
+        "model": model,
+        "run_dir": str(run_dir),
+        "history": history.history,
+        "metrics": metrics,
+        "seconds": seconds,
+        "config": resolved,
+    }
+
+
+def load_model(path):
+    """Loads a kerastp model from a `.keras` file or a run directory (its model.keras)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.keras"
+    if not path.is_file():
+        raise FileNotFoundError(f"No kerastp model at {path} (expected a .keras file or a run dir)")
+    try:
+        return keras.saving.load_model(path)
+    except (ValueError, OSError, KeyError) as error:
+        raise ValueError(f"{path} is not a readable .keras model: {error}") from error
+
+
+def standard_sequences(data="procedural", num_sequences=1000, mnist_path=None):
+    """The first `num_sequences` sequences of the fixed, seeded standard test set (uint8)."""
+    return moving_mnist.standard_test_set(num_sequences, source=data, path=mnist_path)
+
+
+def evaluate(model, data="procedural", num_sequences=1000, mnist_path=None, batch_size=16):
+    """OpenSTL metrics of a model on the fixed standard test set of Moving MNIST.
+
+    Args:
+        model: a kerastp model, or the path of a `.keras` file or run directory.
+        data: "procedural" or "mnist" (which digits the test set is drawn from).
+        num_sequences: the first n sequences of the 10,000-sequence standard test set.
+        mnist_path: MNIST location for `data="mnist"`.
+        batch_size: prediction batch size.
+
+    Returns:
+        dict of `kerastp.metrics.ForecastEvaluator` results plus `data`, `seconds` and
+        `sequences_per_second`.
+    """
+    if not isinstance(model, keras.Model):
+        model = load_model(model)
+    _check_moving_mnist_model(model)
+    if model.height != 64 or model.input_frames + model.output_frames > 20:
+        raise ValueError(
+            "The standard Moving MNIST test set has 20 frames of 64x64; the model needs "
+            f"{model.input_frames}+{model.output_frames} frames of {model.height}x{model.width}"
+        )
+    sequences = standard_sequences(data, num_sequences, mnist_path)
+    evaluator = ForecastEvaluator()
+    start = time.perf_counter()
+    chunk = 256
+    for i in range(0, len(sequences), chunk):
+        past, future = moving_mnist.split_frames(
+            np.asarray(sequences[i : i + chunk]), model.input_frames, model.output_frames
+        )
+        prediction = model.predict(past, batch_size=batch_size, verbose=0)
+        evaluator.update(future, prediction)
+    seconds = time.perf_counter() - start
+    result = evaluator.result()
+    result.update(
+        {"data": data, "seconds": seconds, "sequences_per_second": len(sequences) / seconds}
+    )
+    return result

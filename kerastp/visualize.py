@@ -1,0 +1,226 @@
+"""Pictures of forecasts: a PNG strip (input | truth | forecast rows) and an animated GIF."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def _to_uint8(frames):
+    frames = np.asarray(frames, dtype=np.float32)
+    if frames.ndim != 4:
+        raise ValueError(f"frames must have shape (T, H, W, C), got {frames.shape}")
+    if frames.shape[-1] not in (1, 3):
+        frames = frames[..., :1]
+    return (np.clip(np.nan_to_num(frames), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _image(frame):
+    from PIL import Image
+
+    return Image.fromarray(frame[..., 0] if frame.shape[-1] == 1 else frame)
+
+
+def _check(past, truth, forecast):
+    past, forecast = _to_uint8(past), _to_uint8(forecast)
+    truth = None if truth is None else _to_uint8(truth)
+    if truth is not None and truth.shape != forecast.shape:
+        raise ValueError(
+            f"`truth` and `forecast` must have the same shape, got {truth.shape} and "
+            f"{forecast.shape}"
+        )
+    if past.shape[1:] != forecast.shape[1:]:
+        raise ValueError(
+            f"`past` and `forecast` frames differ in size: {past.shape} vs {forecast.shape}"
+        )
+    return past, truth, forecast
+
+
+def _atomic_save(image, path, **kwargs):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        image.save(tmp, format=kwargs.pop("format"), **kwargs)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def save_forecast_strip(past, truth, forecast, path, scale=2, gap=2):
+    """Writes a PNG with one row each for the input, the truth and the forecast.
+
+    Args:
+        past: (T_in, H, W, C) frames in [0, 1].
+        truth: (T_out, H, W, C) frames or None (row omitted).
+        forecast: (T_out, H, W, C) frames.
+        path: destination `.png`.
+        scale: int, pixel magnification.
+        gap: int, pixels between frames.
+
+    Returns:
+        The path written.
+    """
+    from PIL import Image, ImageDraw
+
+    past, truth, forecast = _check(past, truth, forecast)
+    rows = [("input", past)] + ([("truth", truth)] if truth is not None else [])
+    rows.append(("forecast", forecast))
+    h, w = past.shape[1:3]
+    label_width = 64
+    columns = max(len(frames) for _, frames in rows)
+    canvas = Image.new(
+        "L", (label_width + columns * (w + gap), len(rows) * (h + gap) + gap), color=32
+    )
+    draw = ImageDraw.Draw(canvas)
+    for r, (label, frames) in enumerate(rows):
+        top = gap + r * (h + gap)
+        draw.text((4, top + h // 2 - 5), label, fill=255)
+        for t, frame in enumerate(frames):
+            canvas.paste(_image(frame).convert("L"), (label_width + t * (w + gap), top))
+    if scale > 1:
+        canvas = canvas.resize((canvas.width * scale, canvas.height * scale), Image.NEAREST)
+    return _atomic_save(canvas, path, format="PNG")
+
+
+def save_forecast_gif(past, truth, forecast, path, scale=3, duration_ms=200):
+    """Writes an animated GIF: the input frames, then truth and forecast side by side.
+
+    Args:
+        past: (T_in, H, W, C) frames in [0, 1].
+        truth: (T_out, H, W, C) frames or None.
+        forecast: (T_out, H, W, C) frames.
+        path: destination `.gif`.
+        scale: int, pixel magnification.
+        duration_ms: int, display time of each frame.
+
+    Returns:
+        The path written.
+    """
+    from PIL import Image, ImageDraw
+
+    past, truth, forecast = _check(past, truth, forecast)
+    h, w = past.shape[1:3]
+    panels = 2 if truth is not None else 1
+    frames = []
+    for t in range(len(past) + len(forecast)):
+        canvas = Image.new("L", (panels * w + (panels - 1) * 2, h + 12), color=32)
+        draw = ImageDraw.Draw(canvas)
+        if t < len(past):
+            for p in range(panels):
+                canvas.paste(_image(past[t]).convert("L"), (p * (w + 2), 12))
+            draw.text((1, 0), f"input {t + 1}", fill=255)
+        else:
+            k = t - len(past)
+            shown = [truth[k], forecast[k]] if truth is not None else [forecast[k]]
+            for p, frame in enumerate(shown):
+                canvas.paste(_image(frame).convert("L"), (p * (w + 2), 12))
+            draw.text((1, 0), f"+{k + 1}" + (" truth | forecast" if truth is not None else ""), fill=255)
+        if scale > 1:
+            canvas = canvas.resize((canvas.width * scale, canvas.height * scale), Image.NEAREST)
+        frames.append(canvas)
+    return _atomic_save(
+        frames[0], path, format="GIF", save_all=True, append_images=frames[1:],
+        duration=duration_ms, loop=0,
+    )
+
+
+def _predict_one(model, past):
+    # Keras models take `verbose`; the LiteRT and SavedModel forecasters do not.
+    kwargs = {"verbose": 0} if hasattr(model, "fit") else {}
+    return np.asarray(model.predict(np.asarray(past, np.float32)[None], **kwargs))[0]
+
+
+def save_forecast_pictures(model, past, truth, path):
+    """Forecasts one sequence and writes `<path>.png` (strip) and `<path>.gif` (animation).
+
+    Args:
+        model: a kerastp model (Keras), a `kerastp.lite.LiteForecaster`, or anything with
+            `predict(past_batch)`.
+        past: (T_in, H, W, C) frames in model scale.
+        truth: (T_out, H, W, C) frames or None (cropped to the forecast's length).
+        path: destination; its suffix is replaced by `.png` and `.gif`.
+
+    Returns:
+        (png_path, gif_path, forecast).
+    """
+    forecast = _predict_one(model, past)
+    if truth is not None:
+        truth = np.asarray(truth)[: len(forecast)]
+    path = Path(path)
+    png = save_forecast_strip(past, truth, forecast, path.with_suffix(".png"))
+    gif = save_forecast_gif(past, truth, forecast, path.with_suffix(".gif"))
+    return png, gif, forecast
+
+
+class _SavedModelForecaster:
+    """`predict` over a kerastp SavedModel's `serving_default` signature."""
+
+    def __init__(self, directory):
+        from kerastp.backend import require_tensorflow
+        from kerastp.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY
+
+        tf = require_tensorflow()
+        self._tf = tf
+        self._signature = tf.saved_model.load(str(directory)).signatures[SIGNATURE_KEY]
+        self._input, self._output = INPUT_NAME, OUTPUT_NAME
+        self.input_frames = int(self._signature.structured_input_signature[1][INPUT_NAME].shape[1])
+
+    def predict(self, past):
+        frames = self._tf.constant(np.asarray(past, np.float32))
+        return self._signature(**{self._input: frames})[self._output].numpy()
+
+
+def load_forecaster(path):
+    """A forecaster with `.predict(past)` from a `.keras` file, run directory, SavedModel
+    directory or `.tflite` file."""
+    path = Path(path)
+    if path.suffix == ".tflite":
+        from kerastp.lite import LiteForecaster
+
+        return LiteForecaster(path)
+    if path.is_dir() and (path / "saved_model.pb").is_file():
+        return _SavedModelForecaster(path)
+    from kerastp.training import load_model
+
+    return load_model(path)
+
+
+def predict_to_pictures(model_path, out, data="procedural", index=0, inputs=None, mnist_path=None):
+    """Forecasts one sequence with a saved model and writes a PNG strip and a GIF.
+
+    Args:
+        model_path: `.keras`, run directory, SavedModel directory or `.tflite`.
+        out: destination; `.png` and `.gif` are written beside each other.
+        data: "procedural" or "mnist": which standard test set `index` refers to.
+        index: sequence index in the standard test set (0 to 9,999).
+        inputs: path of a `.npy` of (T_in, H, W, C) frames to forecast instead (no truth row).
+        mnist_path: MNIST location for `data="mnist"`.
+
+    Returns:
+        (png_path, gif_path).
+    """
+    from kerastp.data import moving_mnist
+
+    model = load_forecaster(model_path)
+    truth = None
+    if inputs is not None:
+        inputs = Path(inputs)
+        if not inputs.is_file():
+            raise FileNotFoundError(f"--inputs file not found: {inputs}")
+        past = np.load(inputs, allow_pickle=False)
+        if past.ndim != 4:
+            raise ValueError(f"{inputs} must hold (T_in, H, W, C) frames, got shape {past.shape}")
+    else:
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 10_000:
+            raise ValueError(f"`index` must be an integer in [0, 10000), got {index!r}")
+        t_in = model.input_shape[1] if not hasattr(model, "input_frames") else model.input_frames
+        sequences = moving_mnist.standard_test_set(index + 1, source=data, path=mnist_path)
+        past, truth = moving_mnist.split_frames(
+            np.asarray(sequences[index : index + 1]), t_in, 20 - t_in
+        )
+        past, truth = past[0], truth[0]
+    png, gif, _ = save_forecast_pictures(model, past, truth, out)
+    return png, gif
