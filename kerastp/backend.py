@@ -19,7 +19,9 @@ def require_tensorflow():
     try:
         import tensorflow as tf
     except ImportError as error:
-        raise ImportError(f"kerastp needs TensorFlow, which is not installed. {_INSTALL_HINT}") from error
+        raise ImportError(
+            f"kerastp needs TensorFlow, which is not installed. {_INSTALL_HINT}"
+        ) from error
     import keras
 
     if keras.backend.backend() != "tensorflow":

@@ -28,8 +28,13 @@ def cmd_list(args):
         _print_json(rows)
         return 0
 
-    def fmt(value, scale, unit):
-        return "-" if value is None else f"{value / scale:.2f}{unit}"
+    def fmt(value):
+        if value is None:
+            return "-"
+        for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+            if value >= factor or factor == 1e3:
+                return f"{value / factor:.2f}{prefix}"
+        return str(value)
 
     header = (
         f"{'preset':<22}{'model':<10}{'params':>10}{'paper':>9}"
@@ -39,9 +44,9 @@ def cmd_list(args):
     print("-" * len(header))
     for row in rows:
         print(
-            f"{row['preset']:<22}{row['model']:<10}{fmt(row['params'], 1e6, 'M'):>10}"
-            f"{fmt(row['paper_params'], 1e6, 'M'):>9}{fmt(row['macs'], 1e9, 'G'):>12}"
-            f"{fmt(row['fvcore_macs'], 1e9, 'G'):>15}{fmt(row['paper_flops'], 1e9, 'G'):>13}"
+            f"{row['preset']:<22}{row['model']:<10}{fmt(row['params']):>10}"
+            f"{fmt(row['paper_params']):>9}{fmt(row['macs']):>12}"
+            f"{fmt(row['fvcore_macs']):>15}{fmt(row['paper_flops']):>13}"
             f"  {get_preset(row['preset'])['description']}"
         )
     print(
@@ -199,7 +204,9 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tensorboard", action="store_true")
     p.add_argument("--backup-every", type=int, default=None, help="also back up every N steps")
-    p.add_argument("--override", default=None, help='model arguments as JSON, e.g. \'{"depth": 8}\'')
+    p.add_argument(
+        "--override", default=None, help="model arguments as JSON, e.g. '{\"depth\": 8}'"
+    )
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     p.set_defaults(func=cmd_train)
 
@@ -235,8 +242,8 @@ def build_parser():
     p.add_argument("--preset", default="stlight_tiny", choices=_preset_names())
     _add_data_args(p)
     p.add_argument("--run-dir", default="runs/demo")
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--steps-per-epoch", type=int, default=50)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--steps-per-epoch", type=int, default=100)
     p.add_argument("--eval-sequences", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))

@@ -62,7 +62,9 @@ class MacReport:
                 f"{row.path:<{width}}  {row.kind:<20} {row.calls:>5} {row.macs:>15,} "
                 f"{row.fvcore_macs:>15,}"
             )
-        lines.append(f"{'total':<{width}}  {'':<20} {'':>5} {self.macs:>15,} {self.fvcore_macs:>15,}")
+        lines.append(
+            f"{'total':<{width}}  {'':<20} {'':>5} {self.macs:>15,} {self.fvcore_macs:>15,}"
+        )
         return "\n".join(lines)
 
 
@@ -143,9 +145,7 @@ def count_macs(model, batch_size=1):
             outputs = original(*args, **kwargs)
             counted = _layer_macs(layer, _shape_of(args[0]), _shape_of(outputs))
             if counted is not None:
-                row = rows.setdefault(
-                    path, LayerCount(path, type(layer).__name__, 0, 0, 0)
-                )
+                row = rows.setdefault(path, LayerCount(path, type(layer).__name__, 0, 0, 0))
                 row.calls += 1
                 row.macs += counted[0]
                 row.fvcore_macs += counted[1]

@@ -84,11 +84,11 @@ class LiteForecaster:
         if not signatures:
             raise ValueError(f"{self.path or 'model'} has no signature; export it with kerastp")
         if signature is None:
-            signature = "serving_default" if "serving_default" in signatures else next(iter(signatures))
-        if signature not in signatures:
-            raise ValueError(
-                f"Unknown signature {signature!r}; the model has {sorted(signatures)}"
+            signature = (
+                "serving_default" if "serving_default" in signatures else next(iter(signatures))
             )
+        if signature not in signatures:
+            raise ValueError(f"Unknown signature {signature!r}; the model has {sorted(signatures)}")
         self.signature = signature
         self.input_name = signatures[signature]["inputs"][0]
         self.output_name = signatures[signature]["outputs"][0]

@@ -36,7 +36,9 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, start, peak, end, total_steps, pct_start=0.3):
         if int(total_steps) < 2:
-            raise ValueError(f"`total_steps` must be an integer >= 2, got total_steps={total_steps!r}")
+            raise ValueError(
+                f"`total_steps` must be an integer >= 2, got total_steps={total_steps!r}"
+            )
         if not 0.0 < float(pct_start) < 1.0:
             raise ValueError(f"`pct_start` must lie in (0, 1), got pct_start={pct_start!r}")
         self.start = float(start)

@@ -13,7 +13,13 @@ MODELS = {
 }
 
 _MMNIST = {"input_frames": 10, "output_frames": 10, "height": 64, "width": 64, "channels": 1}
-_STLIGHT_PAPER = {"patch_size": 2, "overlap": 0, "depth": 16, "kernel_size_1": 3, "kernel_size_2": 7}
+_STLIGHT_PAPER = {
+    "patch_size": 2,
+    "overlap": 0,
+    "depth": 16,
+    "kernel_size_1": 3,
+    "kernel_size_2": 7,
+}
 _STLIGHT_TRAINING = {"max_learning_rate": 3e-3, "batch_size": 16, "epochs": 200}
 
 #: Preset name -> {"model", "config", "description", "data", "training", "paper"}.
@@ -116,7 +122,7 @@ def build_model(preset, **overrides):
     """
     spec = get_preset(preset)
     cls = get_model_class(spec["model"])
-    config = {**spec["config"], **overrides}
+    config = {"name": preset, **spec["config"], **overrides}
     return cls(**config)
 
 

@@ -88,7 +88,9 @@ class TrainConfig:
                 f"`schedule` must be 'one_cycle' or 'constant', got schedule={config.schedule!r}"
             )
         config.epochs = training["epochs"] if config.epochs is None else config.epochs
-        config.batch_size = training["batch_size"] if config.batch_size is None else config.batch_size
+        config.batch_size = (
+            training["batch_size"] if config.batch_size is None else config.batch_size
+        )
         if config.learning_rate is None:
             config.learning_rate = training["max_learning_rate"]
         if config.steps_per_epoch is None:
@@ -147,11 +149,16 @@ def _resume_epoch(backup_dir):
     return int(state.get("epoch", 0))
 
 
-def train(config=None, **kwargs):
+def train(config=None, callbacks=None, **kwargs):
     """Trains a preset on Moving MNIST with `model.fit`; resumes an interrupted run.
+
+    Running `train` again with the same configuration and run directory after an
+    interruption resumes from the last backup (each epoch end, or every `backup_every`
+    steps): weights, optimizer state, schedule position and the data stream continue.
 
     Args:
         config: a `TrainConfig`; or pass its fields as keyword arguments.
+        callbacks: extra Keras callbacks for `fit` (not part of the recorded config).
 
     Returns:
         dict with `model`, `run_dir`, `history` (per-epoch logs of this call), `metrics`
@@ -226,6 +233,7 @@ def train(config=None, **kwargs):
     )
     checkpoints = run_dir / "checkpoints"
     checkpoints.mkdir(exist_ok=True)
+    extra_callbacks = list(callbacks or [])
     callbacks = [
         keras.callbacks.BackupAndRestore(
             str(backup_dir),
@@ -241,6 +249,7 @@ def train(config=None, **kwargs):
     ]
     if config.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs")))
+    callbacks.extend(extra_callbacks)
 
     start = time.perf_counter()
     history = model.fit(

@@ -117,13 +117,20 @@ def save_forecast_gif(past, truth, forecast, path, scale=3, duration_ms=200):
             shown = [truth[k], forecast[k]] if truth is not None else [forecast[k]]
             for p, frame in enumerate(shown):
                 canvas.paste(_image(frame).convert("L"), (p * (w + 2), 12))
-            draw.text((1, 0), f"+{k + 1}" + (" truth | forecast" if truth is not None else ""), fill=255)
+            draw.text(
+                (1, 0), f"+{k + 1}" + (" truth | forecast" if truth is not None else ""), fill=255
+            )
         if scale > 1:
             canvas = canvas.resize((canvas.width * scale, canvas.height * scale), Image.NEAREST)
         frames.append(canvas)
     return _atomic_save(
-        frames[0], path, format="GIF", save_all=True, append_images=frames[1:],
-        duration=duration_ms, loop=0,
+        frames[0],
+        path,
+        format="GIF",
+        save_all=True,
+        append_images=frames[1:],
+        duration=duration_ms,
+        loop=0,
     )
 
 

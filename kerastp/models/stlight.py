@@ -2,11 +2,11 @@
 
 import math
 
-from kerastp.layers.stl_mixer import STLMixerBlock, batch_norm, he_normal_fan_out
-from kerastp.models.base import Forecaster, _positive_int
-
 import keras  # noqa: E402  (kerastp.models.base checked the backend)
 from keras import ops  # noqa: E402
+
+from kerastp.layers.stl_mixer import STLMixerBlock, batch_norm, he_normal_fan_out
+from kerastp.models.base import Forecaster, _positive_int
 
 
 @keras.saving.register_keras_serializable(package="kerastp")
@@ -89,9 +89,7 @@ class STLight(Forecaster):
         p = self.patch_size
         for arg, value in (("height", self.height), ("width", self.width)):
             if value % p:
-                raise ValueError(
-                    f"`{arg}` must be divisible by patch_size={p}, got {arg}={value}"
-                )
+                raise ValueError(f"`{arg}` must be divisible by patch_size={p}, got {arg}={value}")
         if self.hidden_dim % (p * p):
             raise ValueError(
                 f"`hidden_dim` must be divisible by patch_size**2={p * p} for the "

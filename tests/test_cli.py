@@ -1,0 +1,413 @@
+"""In-process tests of the `kerastp` command line (`kerastp.cli.main`).
+
+One tiny run is trained and exported once per module (`trained`, `exported`); the tests read
+it. Everything is written under pytest's temporary directories.
+"""
+
+import contextlib
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kerastp import __version__, cli, registry
+from kerastp.data import moving_mnist
+from kerastp.visualize import load_forecaster
+
+PRESET = "stlight_tiny"
+TRAIN = [
+    "train",
+    "--preset",
+    PRESET,
+    "--epochs",
+    "1",
+    "--steps-per-epoch",
+    "2",
+    "--eval-sequences",
+    "16",
+    "--verbose",
+    "0",
+]
+BATCH_SIZE = 4
+
+
+def _run(argv):
+    """Runs `kerastp.cli.main(argv)` in the current directory; returns (code, out, err)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _json_after_first_line(text):
+    return json.loads(text.split("\n", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny run trained through the CLI: `<root>/run`."""
+    root = tmp_path_factory.mktemp("cli")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        code, out, err = _run([*TRAIN, "--batch-size", str(BATCH_SIZE), "--run-dir", "run"])
+    return SimpleNamespace(root=root, run=root / "run", code=code, out=out, err=err)
+
+
+@pytest.fixture(scope="module")
+def exported(trained):
+    """The run exported through the CLI into `<root>/saved_models` and `<root>/tflite`."""
+    assert trained.code == 0, trained.err
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(trained.root)
+        code, out, err = _run(["export", "--model", "run"])
+    assert code == 0, err
+    root = trained.root
+    return SimpleNamespace(
+        root=root,
+        out=out,
+        paths={
+            "keras": root / "saved_models" / f"{PRESET}.keras",
+            "saved_model": root / "saved_models" / PRESET,
+            "tflite": root / "tflite" / f"{PRESET}.tflite",
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def first_sequence():
+    """Sequence 0 of the procedural standard test set, as (past, truth)."""
+    sequences = moving_mnist.standard_test_set(1, source="procedural")
+    past, truth = moving_mnist.split_frames(sequences, 10, 10)
+    return past[0], truth[0]
+
+
+# --------------------------------------------------------------------------------------------
+# list
+# --------------------------------------------------------------------------------------------
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"kerastp {__version__}"
+
+
+def test_list_tiny_prints_the_parameter_count(monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["list", "--tiny"]) == 0
+    out = capsys.readouterr().out
+    tiny = registry.list_presets(tiny=True)
+    assert PRESET in tiny
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    for name in tiny:
+        params = registry.count_trainable_params(registry.build_model(name))
+        assert f"{params / 1e6:.2f}M" in lines[name].split()
+        assert registry.PRESETS[name]["description"] in lines[name]
+    # Only the tiny presets.
+    for name in set(registry.PRESETS) - set(tiny):
+        assert name not in lines
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_list_json_has_every_preset(monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    by_name = {row["preset"]: row for row in rows}
+    assert len(rows) == len(by_name)
+    assert set(by_name) == set(registry.PRESETS)
+    for name, row in by_name.items():
+        spec = registry.PRESETS[name]
+        assert row["model"] == spec["model"]
+        assert isinstance(row["params"], int) and row["params"] > 0
+        assert row["total_params"] >= row["params"]
+        assert row["macs"] > 0 and 0 < row["fvcore_macs"] <= row["macs"]
+        paper = spec["paper"] or {}
+        assert row["paper_params"] == paper.get("params")
+        assert row["paper_flops"] == paper.get("flops")
+        if paper.get("params"):
+            # The paper presets reproduce the published parameter counts (given to 0.1M).
+            assert row["params"] == pytest.approx(paper["params"], rel=0.02), name
+    tiny = by_name[PRESET]
+    assert tiny["params"] == registry.count_trainable_params(registry.build_model(PRESET))
+
+
+# --------------------------------------------------------------------------------------------
+# train / evaluate
+# --------------------------------------------------------------------------------------------
+
+
+def test_train_writes_the_run_directory(trained):
+    assert trained.code == 0, trained.err
+    run = trained.run
+    for name in ("config.json", "model.keras", "history.csv", "metrics.json"):
+        assert (run / name).is_file(), name
+    assert trained.out.startswith("run directory: run")
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["preset"] == PRESET
+    assert config["batch_size"] == BATCH_SIZE
+    assert config["epochs"] == 1 and config["steps_per_epoch"] == 2
+    assert config["eval_sequences"] == 16
+    assert config["model_config"]["input_frames"] == 10
+    assert config["params"] == registry.count_trainable_params(registry.build_model(PRESET))
+
+    with open(run / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1
+    assert math.isfinite(float(rows[0]["loss"])) and math.isfinite(float(rows[0]["val_loss"]))
+    assert float(rows[0]["epoch_seconds"]) > 0
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    printed = _json_after_first_line(trained.out)
+    for key in ("mse", "mae", "ssim", "psnr"):
+        assert math.isfinite(metrics[key]), key
+        assert printed[key] == pytest.approx(metrics[key])
+    assert 0 < metrics["mse"] and -1 <= metrics["ssim"] <= 1
+    assert not any(key.endswith("_per_frame") for key in printed)
+
+
+def test_train_rerun_with_other_settings_is_refused(trained, monkeypatch):
+    assert trained.code == 0, trained.err
+    monkeypatch.chdir(trained.root)
+    before = {name: (trained.run / name).read_bytes() for name in ("config.json", "model.keras")}
+    code, out, err = _run([*TRAIN, "--batch-size", str(2 * BATCH_SIZE), "--run-dir", "run"])
+    assert code == 2
+    assert err.startswith("kerastp train: error:")
+    assert "batch_size" in err
+    assert "steps_per_epoch" not in err and "preset" not in err
+    after = {name: (trained.run / name).read_bytes() for name in before}
+    assert after == before
+
+
+def test_evaluate_prints_metrics(trained, monkeypatch):
+    assert trained.code == 0, trained.err
+    monkeypatch.chdir(trained.root)
+    code, out, err = _run(["evaluate", "--model", "run", "--num-sequences", "16"])
+    assert code == 0, err
+    metrics = json.loads(out)
+    assert metrics["data"] == "procedural"
+    # The saved model scores what the trained model scored at the end of `train`.
+    recorded = json.loads((trained.run / "metrics.json").read_text())
+    for key in ("mse", "mae", "ssim", "psnr"):
+        assert metrics[key] == pytest.approx(recorded[key], rel=1e-4), key
+    assert len(metrics["mse_per_frame"]) == 10
+
+
+# --------------------------------------------------------------------------------------------
+# export / predict
+# --------------------------------------------------------------------------------------------
+
+
+def test_export_writes_verified_artifacts(exported, trained):
+    config = json.loads((trained.run / "config.json").read_text())
+    printed = {line.split()[0]: line for line in exported.out.splitlines()}
+    assert set(printed) == {"keras", "saved_model", "tflite"}
+    for kind, path in exported.paths.items():
+        assert path.exists(), path
+        assert str(path.relative_to(exported.root)) in printed[kind]
+        sidecar = json.loads(path.with_name(path.name + ".json").read_text())
+        assert sidecar["artifact"] == kind
+        assert sidecar["preset"] == PRESET
+        assert sidecar["config"] == config["model_config"]
+        assert sidecar["parity"]["passed"] is True
+        assert sidecar["parity"]["max_abs_error"] <= sidecar["parity"]["tolerance"]
+    assert (exported.paths["saved_model"] / "saved_model.pb").is_file()
+    # No temporary left next to the artifacts.
+    leftovers = [
+        p.name
+        for folder in ("saved_models", "tflite")
+        for p in (exported.root / folder).iterdir()
+        if p.name.startswith(".")
+    ]
+    assert leftovers == []
+
+
+@pytest.fixture(scope="module")
+def forecasts(exported, trained, first_sequence):
+    """Forecasts of sequence 0 by the run's model and by each exported artifact."""
+    past, _ = first_sequence
+    models = {"run": trained.run / "model.keras", **exported.paths}
+    return {
+        kind: np.asarray(load_forecaster(path).predict(past[None])) for kind, path in models.items()
+    }
+
+
+def test_exported_artifacts_forecast_the_same(forecasts):
+    reference = forecasts["run"]
+    assert reference.shape == (1, 10, 64, 64, 1)
+    assert np.all(np.isfinite(reference))
+    np.testing.assert_allclose(forecasts["keras"], reference, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(forecasts["saved_model"], reference, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(forecasts["tflite"], reference, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["keras", "saved_model", "tflite"])
+def test_predict_writes_png_and_gif(exported, forecasts, first_sequence, monkeypatch, kind):
+    monkeypatch.chdir(exported.root)
+    model = exported.paths[kind]
+    out = Path("pictures") / f"{kind}.png"
+    code, stdout, err = _run(["predict", "--model", str(model), "--out", str(out)])
+    assert code == 0, err
+    png, gif = exported.root / out, exported.root / out.with_suffix(".gif")
+    assert f"wrote {out} and {out.with_suffix('.gif')}" in stdout
+
+    h = w = 64
+    with Image.open(png) as image:
+        assert image.format == "PNG"
+        # Rows input | truth | forecast, 10 columns, label column 64 px, gap 2, scale 2.
+        assert image.size == ((64 + 10 * (w + 2)) * 2, (3 * (h + 2) + 2) * 2)
+        strip = np.asarray(image.convert("L"))
+    with Image.open(gif) as image:
+        assert image.format == "GIF"
+        assert image.n_frames == 10 + 10
+        # Truth and forecast side by side (gap 2) under a 12 px caption, scale 3.
+        assert image.size == ((2 * w + 2) * 3, (h + 12) * 3)
+
+    # The strip shows the input, the truth and this artifact's forecast.
+    past, truth = first_sequence
+    forecast = forecasts[kind][0]
+
+    def cell(row, t):
+        top, left = 2 + row * (h + 2), 64 + t * (w + 2)
+        return strip[top * 2 : (top + h) * 2 : 2, left * 2 : (left + w) * 2 : 2].astype(int)
+
+    def to_uint8(frame):
+        return (np.clip(frame[..., 0], 0, 1) * 255 + 0.5).astype(int)
+
+    for t in range(10):
+        np.testing.assert_array_equal(cell(0, t), to_uint8(past[t]))
+        np.testing.assert_array_equal(cell(1, t), to_uint8(truth[t]))
+        assert np.max(np.abs(cell(2, t) - to_uint8(forecast[t]))) <= 1
+
+
+def test_predict_from_a_run_directory_and_an_inputs_file(trained, tmp_path, monkeypatch):
+    assert trained.code == 0, trained.err
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    np.save("past.npy", rng.random((10, 64, 64, 1), dtype=np.float32))
+    code, _, err = _run(
+        ["predict", "--model", str(trained.run), "--inputs", "past.npy", "--out", "f.png"]
+    )
+    assert code == 0, err
+    with Image.open("f.png") as image:
+        assert image.size == ((64 + 10 * 66) * 2, (2 * 66 + 2) * 2)  # no truth row
+    with Image.open("f.gif") as image:
+        assert image.n_frames == 20
+        assert image.size == (64 * 3, (64 + 12) * 3)  # one panel
+
+
+# --------------------------------------------------------------------------------------------
+# demo
+# --------------------------------------------------------------------------------------------
+
+
+def test_demo_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _run(
+        [
+            "demo",
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "2",
+            "--eval-sequences",
+            "16",
+            "--run-dir",
+            "d",
+            "--verbose",
+            "0",
+        ]
+    )
+    assert code == 0, err
+    summary = json.loads((tmp_path / "d" / "demo.json").read_text())
+    assert summary["preset"] == PRESET and summary["data"] == "procedural"
+    assert set(summary["artifacts"]) == {"keras", "saved_model", "tflite"}
+    for kind, path in summary["artifacts"].items():
+        assert (tmp_path / path).exists(), kind
+        assert summary["parity"][kind]["passed"] is True
+    for picture in summary["pictures"]:
+        assert (tmp_path / picture).is_file()
+    with Image.open(tmp_path / "d" / "forecast.gif") as image:
+        assert image.n_frames == 20
+    for key in ("mse", "mae", "ssim", "psnr"):
+        assert math.isfinite(summary["metrics"][key])
+    assert set(summary["baselines"]) == {"repeat_last_frame", "mean_of_inputs"}
+    assert f"{PRESET} on procedural Moving MNIST (3 artifacts verified)" in out
+    for name in ("config.json", "model.keras", "metrics.json", "history.csv"):
+        assert (tmp_path / "d" / name).is_file()
+
+
+# --------------------------------------------------------------------------------------------
+# User errors
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["train", "demo"])
+def test_unknown_preset_is_rejected_by_argparse(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([command, "--preset", "no_such_model"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'no_such_model'" in err
+    assert PRESET in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "--model", "missing.keras"],
+        ["evaluate", "--model", "missing_run_dir"],
+        ["export", "--model", "missing.keras"],
+        ["predict", "--model", "missing.keras"],
+        ["predict", "--model", "missing.tflite"],
+    ],
+)
+def test_missing_model_path(argv, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _run(argv)
+    assert code == 2
+    assert err.startswith(f"kerastp {argv[0]}: error:")
+    assert argv[2] in err
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_mnist_file(trained, tmp_path, monkeypatch):
+    assert trained.code == 0, trained.err
+    monkeypatch.chdir(tmp_path)
+    model = str(trained.run)
+    for argv in (
+        ["evaluate", "--model", model, "--num-sequences", "4"],
+        ["predict", "--model", model, "--out", "p.png"],
+        [*TRAIN, "--run-dir", "r"],
+    ):
+        code, _, err = _run([*argv, "--data", "mnist", "--mnist-path", "nowhere/mnist.npz"])
+        assert code == 2, argv
+        assert err.startswith(f"kerastp {argv[0]}: error:")
+        assert "nowhere/mnist.npz" in err and "does not exist" in err
+    assert not (tmp_path / "p.png").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--override", "{depth: 8"], "kerastp train: error:"),
+        (["--eval-sequences", "20000"], "eval_sequences"),
+        (["--epochs", "0"], "epochs"),
+    ],
+)
+def test_invalid_train_arguments(extra, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _run([*TRAIN, "--run-dir", "r", *extra])
+    assert code == 2
+    assert message in err

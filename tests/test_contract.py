@@ -1,0 +1,154 @@
+"""The contract every registered model honours, run over every tiny preset."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerastp import export, registry
+from kerastp.lite import LiteForecaster
+
+TINY = registry.list_presets(tiny=True)
+
+
+def _past(model, batch=2, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((batch, *model.input_signature_shape[1:]), dtype=np.float32)
+
+
+def _run(model, past):
+    return keras.ops.convert_to_numpy(model(past, training=False))
+
+
+@pytest.fixture(params=TINY)
+def preset(request):
+    return request.param
+
+
+def test_every_model_has_a_tiny_preset():
+    models_with_tiny = {registry.get_preset(name)["model"] for name in TINY}
+    assert models_with_tiny == set(registry.MODELS)
+
+
+def test_config_round_trips_through_json(preset):
+    model = registry.build_model(preset)
+    config = json.loads(json.dumps(model.get_config()))
+    clone = type(model).from_config(config)
+    assert clone.get_config() == model.get_config()
+    assert [w.shape for w in clone.weights] == [w.shape for w in model.weights]
+    clone.set_weights(model.get_weights())
+    past = _past(model)
+    np.testing.assert_allclose(_run(clone, past), _run(model, past), atol=1e-6)
+
+
+def test_symbolic_and_eager_shapes(preset):
+    spec = registry.get_preset(preset)["config"]
+    t_in = spec["input_frames"]
+    for t_out in (max(1, t_in // 3), t_in, 2 * t_in + 3):
+        model = registry.build_model(preset, output_frames=t_out)
+        expected = (spec["height"], spec["width"], spec["channels"])
+        symbolic = model(keras.Input((t_in, *expected)))
+        assert tuple(symbolic.shape) == (None, t_out, *expected)
+        assert model.compute_output_shape((None, t_in, *expected)) == (None, t_out, *expected)
+        assert _run(model, _past(model, batch=3)).shape == (3, t_out, *expected)
+
+
+def test_long_rollout_feeds_predictions_back(preset):
+    short = registry.build_model(preset)
+    t_in = short.input_frames
+    long = registry.build_model(preset, output_frames=2 * t_in + 3)
+    long.set_weights(short.get_weights())
+    past = _past(short)
+    first = _run(short, past)
+    rolled = _run(long, past)
+    k = short.frames_per_step
+    np.testing.assert_allclose(rolled[:, :k], first[:, :k], atol=1e-5)
+    window = np.concatenate([past, first[:, :k]], axis=1)[:, -t_in:]
+    np.testing.assert_allclose(rolled[:, k : 2 * k], _run(short, window)[:, :k], atol=1e-4)
+
+
+def test_shorter_output_is_a_crop_of_the_same_computation(preset):
+    full = registry.build_model(preset)
+    assert full.frames_per_step == min(full.input_frames, full.output_frames)
+    short = registry.build_model(preset, output_frames=1)
+    assert _run(short, _past(short)).shape[1] == 1
+
+
+def test_one_fit_step_gives_a_finite_loss_and_moves_weights(preset):
+    model = registry.build_model(preset)
+    model.compile()
+    past = _past(model, batch=4)
+    future = _past(model, batch=4, seed=1)[:, : model.output_frames]
+    before = [w.copy() for w in model.get_weights()]
+    history = model.fit(past, future, batch_size=4, epochs=1, verbose=0)
+    loss = history.history["loss"][0]
+    assert np.isfinite(loss)
+    assert {"frame_mse", "frame_mae"} <= set(history.history)
+    changed = [not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True)]
+    assert sum(changed) > len(changed) // 2
+
+
+def test_keras_file_reload_gives_equal_outputs(preset, tmp_path):
+    model = registry.build_model(preset)
+    model.compile()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    assert type(reloaded) is type(model)
+    past = _past(model)
+    np.testing.assert_array_equal(_run(reloaded, past), _run(model, past))
+    assert reloaded.optimizer is not None
+
+
+def test_saved_model_reload_at_two_batch_sizes(preset, tmp_path):
+    model = registry.build_model(preset)
+    sidecar = export.export_saved_model(model, tmp_path / "sm", preset=preset)
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    signature = loaded.signatures["serving_default"]
+    inputs = signature.structured_input_signature[1]
+    assert list(inputs) == ["frames"]
+    assert inputs["frames"].shape.as_list() == [None, *model.input_signature_shape[1:]]
+    assert list(signature.structured_outputs) == ["forecast"]
+    for batch in (1, 5):
+        past = _past(model, batch=batch, seed=batch)
+        got = signature(frames=tf.constant(past))["forecast"].numpy()
+        np.testing.assert_allclose(got, _run(model, past), atol=1e-5)
+    assert sidecar["parity"]["passed"]
+
+
+def test_tflite_runs_with_builtin_ops_and_equal_outputs(preset, tmp_path):
+    model = registry.build_model(preset)
+    sidecar = export.export_tflite(model, tmp_path / "m.tflite", preset=preset)
+    forecaster = LiteForecaster(tmp_path / "m.tflite", num_threads=1)
+    assert not [op for op in forecaster.ops if op.startswith("Flex") or op == "WHILE"]
+    assert sidecar["ops"] == forecaster.ops
+    for batch in (1, 3):
+        past = _past(model, batch=batch, seed=10 + batch)
+        np.testing.assert_allclose(forecaster.predict(past), _run(model, past), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (lambda s: np.zeros(s[1:], np.float32), "rank 5"),
+        (lambda s: np.zeros((2, s[1], s[2] + 2, *s[3:]), np.float32), "axis 2"),
+        (lambda s: np.zeros((2, s[1] + 1, *s[2:]), np.float32), "axis 1"),
+        (lambda s: np.zeros((2, *s[1:]), np.int32), "floating-point"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(preset, bad, message):
+    model = registry.build_model(preset)
+    with pytest.raises(ValueError, match=message):
+        model(bad(model.input_signature_shape))
+
+
+def test_predict_rejects_nan_and_uint8(preset):
+    model = registry.build_model(preset)
+    past = _past(model)
+    past[0, 0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="1 NaN or Inf"):
+        model.predict(past, verbose=0)
+    with pytest.raises(ValueError, match="divide uint8 frames by 255"):
+        model.predict((_past(model) * 255).astype(np.uint8), verbose=0)

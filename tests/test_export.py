@@ -1,0 +1,123 @@
+"""Verified export: sidecars, refusal of mismatched artifacts, previous artifacts kept."""
+
+import json
+
+import numpy as np
+import pytest
+
+from kerastp import export, registry
+from kerastp.lite import LiteForecaster
+
+
+@pytest.fixture(scope="module")
+def model():
+    return registry.build_model("stlight_tiny", output_frames=4)
+
+
+def _leftovers(directory):
+    return [p.name for p in directory.iterdir() if p.name.startswith(".")]
+
+
+def test_export_all_writes_verified_artifacts_with_sidecars(model, tmp_path):
+    probe = export.probe_batch(model, batch_size=3, seed=5)
+    written = export.export_all(
+        model,
+        "tiny",
+        saved_model_dir=tmp_path / "sm",
+        tflite_dir=tmp_path / "tfl",
+        preset="stlight_tiny",
+        probe=probe,
+    )
+    assert set(written) == {"keras", "saved_model", "tflite"}
+    for kind, (path, sidecar) in written.items():
+        assert path.exists()
+        on_disk = json.loads(export.sidecar_path(path).read_text())
+        assert on_disk["artifact"] == kind
+        assert on_disk["preset"] == "stlight_tiny"
+        assert on_disk["config"] == json.loads(json.dumps(model.get_config()))
+        assert on_disk["parity"]["passed"] is True
+        assert on_disk["parity"]["max_abs_error"] <= export.TOLERANCES[kind]
+        assert {"kerastp", "tensorflow", "keras", "numpy"} <= set(on_disk["versions"])
+        assert on_disk["signature"]["inputs"] == {"frames": [None, 10, 64, 64, 1]}
+        assert on_disk["signature"]["outputs"] == {"forecast": [None, 4, 64, 64, 1]}
+        assert on_disk["data_scale"]["range"] == [0.0, 1.0]
+        assert sidecar == on_disk
+    assert "CONV_2D" in written["tflite"][1]["ops"]
+    assert _leftovers(tmp_path / "sm") == [] and _leftovers(tmp_path / "tfl") == []
+    # The artifacts reproduce the model on data they were not verified with.
+    past = export.probe_batch(model, batch_size=2, seed=99)
+    expected = np.asarray(model(past, training=False))
+    np.testing.assert_allclose(
+        export.run_saved_model(tmp_path / "sm" / "tiny", past), expected, atol=1e-5
+    )
+    lite = LiteForecaster(tmp_path / "tfl" / "tiny.tflite")
+    np.testing.assert_allclose(lite.predict(past), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["keras", "saved_model", "tflite"])
+def test_failed_verification_leaves_previous_artifact_and_no_partial_one(
+    model, tmp_path, monkeypatch, kind
+):
+    exporter, path = export._targets("tiny", tmp_path, tmp_path)[kind]
+    exporter(model, path)
+    before = _snapshot(path)
+    sidecar_before = export.sidecar_path(path).read_text()
+    monkeypatch.setitem(export.TOLERANCES, kind, -1.0)  # nothing can pass
+    with pytest.raises(export.ExportVerificationError, match="nothing was written"):
+        exporter(model, path)
+    assert _snapshot(path) == before
+    assert export.sidecar_path(path).read_text() == sidecar_before
+    assert _leftovers(tmp_path) == []
+
+
+def test_failed_first_export_writes_nothing(model, tmp_path, monkeypatch):
+    monkeypatch.setitem(export.TOLERANCES, "tflite", -1.0)
+    with pytest.raises(export.ExportVerificationError):
+        export.export_tflite(model, tmp_path / "m.tflite")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_destination_names(model, tmp_path):
+    with pytest.raises(ValueError, match=r"must end in \.keras"):
+        export.export_keras(model, tmp_path / "m.h5")
+    with pytest.raises(ValueError, match=r"must end in \.tflite"):
+        export.export_tflite(model, tmp_path / "m.lite")
+
+
+def test_lite_forecaster_errors(model, tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.tflite"):
+        LiteForecaster(tmp_path / "missing.tflite")
+    (tmp_path / "junk.tflite").write_bytes(b"not a flatbuffer at all")
+    with pytest.raises(ValueError, match="not a valid TFLite model"):
+        LiteForecaster(tmp_path / "junk.tflite")
+    export.export_tflite(model, tmp_path / "m.tflite")
+    lite = LiteForecaster(tmp_path / "m.tflite")
+    assert lite.input_shape == (None, 10, 64, 64, 1)
+    with pytest.raises(ValueError, match=r"must have shape \(B, 10, 64, 64, 1\)"):
+        lite.predict(np.zeros((1, 9, 64, 64, 1), np.float32))
+    bad = np.zeros((1, 10, 64, 64, 1), np.float32)
+    bad[0, 0, 0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        lite.predict(bad)
+
+
+def test_lite_module_does_not_import_tensorflow():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, kerastp.lite; "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; "
+        "assert 'keras' not in sys.modules, 'keras imported'; print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def _snapshot(path):
+    if path.is_dir():
+        return sorted(
+            (str(p.relative_to(path)), p.read_bytes()) for p in path.rglob("*") if p.is_file()
+        )
+    return path.read_bytes()

@@ -1,0 +1,41 @@
+"""Slow tests (run in CI's second step: `pytest -m slow`)."""
+
+import numpy as np
+import pytest
+
+from kerastp import demo, export, registry, training
+from kerastp.lite import LiteForecaster
+
+pytestmark = pytest.mark.slow
+
+
+def test_training_beats_trivial_forecasts(tmp_path):
+    """~2,000 sequences of training must beat repeating the last frame by a wide margin."""
+    result = training.train(
+        preset="stlight_tiny",
+        epochs=3,
+        steps_per_epoch=40,
+        eval_sequences=200,
+        verbose=0,
+        run_dir=str(tmp_path / "run"),
+    )
+    baselines = demo.baselines("procedural", 200)
+    mse = result["metrics"]["mse"]
+    assert mse < 0.75 * baselines["repeat_last_frame"]["mse"]
+    assert mse < baselines["mean_of_inputs"]["mse"]
+    history = result["history"]["loss"]
+    assert history[-1] < history[0]
+
+
+@pytest.mark.parametrize("preset", ["stlight_large"])
+def test_paper_preset_exports_verify(preset, tmp_path):
+    """The largest STLight preset exports to SavedModel and TFLite and matches Keras."""
+    model = registry.build_model(preset)
+    probe = export.probe_batch(model, batch_size=2, seed=3)
+    sm = export.export_saved_model(model, tmp_path / preset, probe=probe)
+    assert sm["parity"]["passed"]
+    lite = export.export_tflite(model, tmp_path / f"{preset}.tflite", probe=probe)
+    assert lite["parity"]["passed"]
+    forecaster = LiteForecaster(tmp_path / f"{preset}.tflite", num_threads=2)
+    expected = np.asarray(model(probe[:1], training=False))
+    np.testing.assert_allclose(forecaster.predict(probe[:1]), expected, atol=1e-4)

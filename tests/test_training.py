@@ -1,0 +1,139 @@
+"""Training runs: run directory, resume after interruption, evaluation, library use."""
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from kerastp import training
+
+SMALL = {
+    "preset": "stlight_tiny",
+    "epochs": 2,
+    "steps_per_epoch": 3,
+    "batch_size": 4,
+    "val_sequences": 8,
+    "eval_sequences": 0,
+    "verbose": 0,
+    "overrides": {"hidden_dim": 16, "depth": 2},
+}
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _StopAtEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise _Interrupt(f"interrupted at epoch {epoch}")
+
+
+def _weights(model):
+    return [np.array(w) for w in model.get_weights()]
+
+
+def test_run_directory_contents(tmp_path):
+    result = training.train(**{**SMALL, "eval_sequences": 16}, run_dir=str(tmp_path / "run"))
+    run = tmp_path / "run"
+    config = json.loads((run / "config.json").read_text())
+    assert config["preset"] == "stlight_tiny"
+    assert config["model_config"]["hidden_dim"] == 16
+    assert config["learning_rate"] == 3e-3 and config["schedule"] == "one_cycle"
+    with open(run / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert {"loss", "val_loss", "frame_mse", "val_frame_mse", "epoch_seconds"} <= set(rows[0])
+    assert (run / "checkpoints" / "best.keras").is_file()
+    assert (run / "checkpoints" / "last.keras").is_file()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["n_sequences"] == 16 and np.isfinite(metrics["mse"])
+    assert len(metrics["mse_per_frame"]) == 10
+    for key in ("mse", "mae", "ssim", "psnr"):
+        assert metrics[key] == pytest.approx(result["metrics"][key])
+    reloaded = training.load_model(run)
+    assert reloaded.optimizer.iterations.numpy() == 6
+    past = np.random.default_rng(0).random((2, 10, 64, 64, 1), dtype=np.float32)
+    np.testing.assert_allclose(
+        reloaded.predict(past, verbose=0), result["model"].predict(past, verbose=0), atol=1e-6
+    )
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    straight = training.train(**SMALL, run_dir=str(tmp_path / "straight"))
+    with pytest.raises(_Interrupt):
+        training.train(**SMALL, run_dir=str(tmp_path / "resumed"), callbacks=[_StopAtEpoch(1)])
+    assert (tmp_path / "resumed" / "backup").is_dir()
+    resumed = training.train(**SMALL, run_dir=str(tmp_path / "resumed"))
+    assert resumed["model"].optimizer.iterations.numpy() == 6
+    # Only the second epoch ran in the resumed call.
+    assert len(resumed["history"]["loss"]) == 1
+    for a, b in zip(_weights(straight["model"]), _weights(resumed["model"]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with open(tmp_path / "resumed" / "history.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]
+
+
+def test_same_run_dir_with_other_settings_is_refused(tmp_path):
+    training.train(**{**SMALL, "epochs": 1}, run_dir=str(tmp_path / "run"))
+    with pytest.raises(ValueError, match="batch_size"):
+        training.train(**{**SMALL, "epochs": 1, "batch_size": 2}, run_dir=str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"data": "cifar"}, "`data` must be one of"),
+        ({"schedule": "step"}, "`schedule`"),
+        ({"epochs": 0}, "`epochs` must be a positive integer"),
+        ({"eval_sequences": 20000}, "eval_sequences"),
+        ({"preset": "nope"}, "Unknown preset 'nope'. Valid presets: stlight_"),
+    ],
+)
+def test_bad_training_settings(kwargs, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        training.train(**{**SMALL, **kwargs}, run_dir=str(tmp_path / "run"))
+
+
+def test_evaluate_from_a_file_equals_evaluate_from_the_model(tmp_path):
+    result = training.train(**{**SMALL, "epochs": 1}, run_dir=str(tmp_path / "run"))
+    scores = training.evaluate(tmp_path / "run", num_sequences=8)
+    assert scores["n_sequences"] == 8
+    assert set(scores) >= {"mse", "mae", "ssim", "psnr", "mse_per_frame"}
+    model = result["model"]
+    # The same numbers from the model object and from the saved file.
+    assert training.evaluate(model, num_sequences=8)["mse"] == pytest.approx(scores["mse"])
+    with pytest.raises(FileNotFoundError, match="No kerastp model"):
+        training.evaluate(tmp_path / "absent.keras")
+
+
+def test_mnist_data_source_uses_real_digits(shared_mnist, tmp_path):
+    result = training.train(
+        **{**SMALL, "epochs": 1, "eval_sequences": 8},
+        data="mnist",
+        mnist_path=str(shared_mnist),
+        run_dir=str(tmp_path / "run"),
+    )
+    assert result["metrics"]["data"] == "mnist"
+    assert np.isfinite(result["metrics"]["mse"])
+
+
+def test_readme_library_example_runs(tmp_path, monkeypatch):
+    """The README's library example, executed as written."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    match = re.search(r"<!-- library-example -->\s*```python\n(.*?)```", readme, re.S)
+    assert match, "README lost its library example"
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(match.group(1), "README.md", "exec"), namespace)
+    assert namespace["forecast"].shape == (8, 10, 64, 64, 1)
+    assert (tmp_path / "stlight_tiny.keras").is_file()
+    assert (tmp_path / "stlight_tiny.tflite").is_file()
