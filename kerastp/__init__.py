@@ -26,6 +26,7 @@ _LAZY = {
     # models
     "Forecaster": "kerastp.models.base",
     "STLight": "kerastp.models.stlight",
+    "USTEP": "kerastp.models.ustep",
     # FLOPs
     "count_macs": "kerastp.flops",
     # training and evaluation

@@ -60,7 +60,14 @@ def cmd_list(args):
 def _train_config(args):
     from kerastp.training import TrainConfig
 
-    overrides = json.loads(args.override) if args.override else {}
+    try:
+        overrides = json.loads(args.override) if args.override else {}
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"--override must be a JSON object, got {args.override!r}: {error}"
+        ) from error
+    if not isinstance(overrides, dict):
+        raise ValueError(f"--override must be a JSON object, got {args.override!r}")
     return TrainConfig(
         preset=args.preset,
         data=args.data,

@@ -102,6 +102,17 @@ def _layer_macs(layer, input_shape, output_shape):
     if isinstance(layer, keras.layers.Dense):
         macs = math.prod(int(d) for d in output_shape[1:]) * int(input_shape[-1])
         return macs, macs
+    if isinstance(layer, keras.layers.EinsumDense):
+        # Each output element sums over the kernel axes that do not appear in the output.
+        kernel_spec = layer.equation.split("->")[0].split(",")[1]
+        output_spec = layer.equation.split("->")[1]
+        contracted = math.prod(
+            int(size)
+            for axis, size in zip(kernel_spec, layer.kernel.shape, strict=True)
+            if axis not in output_spec
+        )
+        macs = math.prod(int(d) for d in output_shape[1:]) * contracted
+        return macs, macs
     if isinstance(layer, keras.layers.BatchNormalization):
         elements = math.prod(int(d) for d in input_shape[1:])
         return 0, 2 * elements if (layer.center or layer.scale) else elements
@@ -154,8 +165,13 @@ def count_macs(model, batch_size=1):
         object.__setattr__(layer, "call", counted_call)
         wrapped.append(layer)
 
+    seen = set()
+
     def visit(layer, prefix):
         for child in layer._flatten_layers(include_self=False, recursive=False):
+            if id(child) in seen:  # a layer reachable twice (an RNN's cell) is counted once
+                continue
+            seen.add(id(child))
             path = f"{prefix}/{child.name}" if prefix else child.name
             wrap(child, path)
             visit(child, path)

@@ -35,7 +35,7 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
     """
 
     def __init__(self, start, peak, end, total_steps, pct_start=0.3):
-        if int(total_steps) < 2:
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 2:
             raise ValueError(
                 f"`total_steps` must be an integer >= 2, got total_steps={total_steps!r}"
             )
@@ -49,16 +49,17 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         step = ops.cast(step, "float32")
+        # As PyTorch: a warm-up shorter than one step (warm_end < 0) is skipped, and the
+        # annealing phase then starts from warm_end, not from step 0.
         warm_end = float(self.pct_start * self.total_steps) - 1.0
         last = float(self.total_steps - 1)
-        warm_end = max(warm_end, 1e-8)
 
         def anneal(begin, finish, fraction):
             fraction = ops.clip(fraction, 0.0, 1.0)
             return finish + (begin - finish) / 2.0 * (1.0 + ops.cos(math.pi * fraction))
 
-        rising = anneal(self.start, self.peak, step / warm_end)
-        falling = anneal(self.peak, self.end, (step - warm_end) / max(last - warm_end, 1e-8))
+        rising = anneal(self.start, self.peak, step / warm_end) if warm_end > 0 else self.peak
+        falling = anneal(self.peak, self.end, (step - warm_end) / (last - warm_end))
         return ops.where(step <= warm_end, rising, falling)
 
     def get_config(self):
@@ -88,7 +89,8 @@ class ScheduledAdam(keras.optimizers.Adam):
     """
 
     def __init__(self, learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-8, **kwargs):
-        kwargs.pop("amsgrad", None)
+        if kwargs.pop("amsgrad", False):
+            raise ValueError("ScheduledAdam does not implement amsgrad; use keras.optimizers.Adam")
         super().__init__(
             learning_rate=learning_rate,
             beta_1=0.9,

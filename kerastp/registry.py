@@ -10,6 +10,7 @@ import importlib
 #: Model name -> "module:Class". Resolved lazily so that reading the registry imports nothing.
 MODELS = {
     "stlight": "kerastp.models.stlight:STLight",
+    "ustep": "kerastp.models.ustep:USTEP",
 }
 
 _MMNIST = {"input_frames": 10, "output_frames": 10, "height": 64, "width": 64, "channels": 1}
@@ -21,6 +22,17 @@ _STLIGHT_PAPER = {
     "kernel_size_2": 7,
 }
 _STLIGHT_TRAINING = {"max_learning_rate": 3e-3, "batch_size": 16, "epochs": 200}
+_USTEP_MMNIST = {
+    "hid_s": 64,
+    "hid_t": 256,
+    "num_spatial": 4,
+    "micro_frames": 2,
+    "macro_frames": 5,
+    "micro_blocks": 2,
+    "macro_blocks": 2,
+    "num_heads": 8,
+    "kernel_size": 21,
+}
 
 #: Preset name -> {"model", "config", "description", "data", "training", "paper"}.
 #: `tiny` presets train in seconds on a CPU and are what tests, CI and the quick start use.
@@ -71,6 +83,36 @@ PRESETS = {
         "data": "moving_mnist",
         "training": _STLIGHT_TRAINING,
         "paper": {"params": 32.9e6, "flops": 32.3e9, "mse": 21.80},
+    },
+    "ustep_tiny": {
+        "model": "ustep",
+        "tiny": True,
+        "description": "USTEP, hid_S 16, hid_T 32, dt 2, DT 5, one block per branch",
+        "config": {
+            **_MMNIST,
+            "hid_s": 16,
+            "hid_t": 32,
+            "num_spatial": 4,
+            "micro_frames": 2,
+            "macro_frames": 5,
+            "micro_blocks": 1,
+            "macro_blocks": 1,
+            "num_heads": 2,
+            "kernel_size": 7,
+            "mlp_ratio": 2.0,
+        },
+        "data": "moving_mnist",
+        "training": {"max_learning_rate": 1e-3, "batch_size": 16, "epochs": 10},
+        "paper": None,
+    },
+    "ustep_mmnist": {
+        "model": "ustep",
+        "tiny": False,
+        "description": "USTEP on Moving MNIST, SPEC §3 defaults (hid_S 64, hid_T 256, dt 2, DT 5)",
+        "config": {**_MMNIST, **_USTEP_MMNIST},
+        "data": "moving_mnist",
+        "training": {"max_learning_rate": 1e-3, "batch_size": 16, "epochs": 200},
+        "paper": None,
     },
 }
 

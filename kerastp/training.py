@@ -170,8 +170,14 @@ def train(config=None, callbacks=None, **kwargs):
     ...                eval_sequences=16, run_dir="/tmp/run")  # doctest: +SKIP
     """
     config = (config or TrainConfig(**kwargs)).resolved()
+    total_steps = config.epochs * config.steps_per_epoch
+    if config.schedule == "one_cycle" and total_steps < 2:
+        raise ValueError(
+            "The one-cycle schedule needs at least 2 optimizer steps, got epochs * "
+            f"steps_per_epoch = {config.epochs} * {config.steps_per_epoch}; train longer or "
+            "use schedule='constant'"
+        )
     run_dir = Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
 
     model = registry.build_model(config.preset, **config.overrides)
@@ -186,23 +192,19 @@ def train(config=None, callbacks=None, **kwargs):
     if config_file.is_file():
         previous = json.loads(config_file.read_text())
         ignored = {"verbose", "eval_sequences", "tensorboard"}
-        changed = sorted(
-            key for key in resolved if key not in ignored and previous.get(key) != resolved[key]
-        )
         # JSON turns tuples into lists: compare through a JSON round trip.
-        changed = [
+        changed = sorted(
             key
-            for key in changed
-            if json.loads(json.dumps(resolved[key], default=str)) != previous.get(key)
-        ]
+            for key in resolved
+            if key not in ignored
+            and json.loads(json.dumps(resolved[key], default=str)) != previous.get(key)
+        )
         if changed:
             raise ValueError(
                 f"{run_dir} holds a run with a different configuration ({', '.join(changed)} "
                 "differ). Resume it with the same settings, or choose another run_dir."
             )
-    _write_json(config_file, resolved)
 
-    total_steps = config.epochs * config.steps_per_epoch
     model.compile(
         learning_rate=config.learning_rate,
         total_steps=total_steps if config.schedule == "one_cycle" else None,
@@ -231,6 +233,10 @@ def train(config=None, callbacks=None, **kwargs):
         drop_remainder=False,
         **frames,
     )
+    # Everything the run needs exists: only now does the run directory get written, so a
+    # failed start leaves nothing that would block the corrected command.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(config_file, resolved)
     checkpoints = run_dir / "checkpoints"
     checkpoints.mkdir(exist_ok=True)
     extra_callbacks = list(callbacks or [])

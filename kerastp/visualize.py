@@ -5,6 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
+#: Narrowest GIF canvas in pixels (before scaling): room for the caption.
+GIF_MIN_WIDTH = 96
+
 
 def _to_uint8(frames):
     frames = np.asarray(frames, dtype=np.float32)
@@ -106,7 +109,11 @@ def save_forecast_gif(past, truth, forecast, path, scale=3, duration_ms=200):
     panels = 2 if truth is not None else 1
     frames = []
     for t in range(len(past) + len(forecast)):
-        canvas = Image.new("L", (panels * w + (panels - 1) * 2, h + 12), color=32)
+        # Wide enough for the caption, which also keeps equal frames apart (GIF writers merge
+        # identical consecutive frames).
+        canvas = Image.new(
+            "L", (max(panels * w + (panels - 1) * 2, GIF_MIN_WIDTH), h + 12), color=32
+        )
         draw = ImageDraw.Draw(canvas)
         if t < len(past):
             for p in range(panels):

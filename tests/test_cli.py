@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kerastp import __version__, cli, registry
+from kerastp import __version__, cli, registry, visualize
 from kerastp.data import moving_mnist
 from kerastp.visualize import load_forecaster
 
@@ -108,7 +108,10 @@ def test_list_tiny_prints_the_parameter_count(monkeypatch, tmp_path, capsys):
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
     for name in tiny:
         params = registry.count_trainable_params(registry.build_model(name))
-        assert f"{params / 1e6:.2f}M" in lines[name].split()
+        # Columns: preset, model, params ("35.95K", "11.10M": 2 decimals, SI prefix), ...
+        shown = lines[name].split()[2]
+        factor = {"K": 1e3, "M": 1e6, "G": 1e9}[shown[-1]]
+        assert float(shown[:-1]) == pytest.approx(params / factor, abs=0.005), shown
         assert registry.PRESETS[name]["description"] in lines[name]
     # Only the tiny presets.
     for name in set(registry.PRESETS) - set(tiny):
@@ -301,7 +304,8 @@ def test_predict_from_a_run_directory_and_an_inputs_file(trained, tmp_path, monk
         assert image.size == ((64 + 10 * 66) * 2, (2 * 66 + 2) * 2)  # no truth row
     with Image.open("f.gif") as image:
         assert image.n_frames == 20
-        assert image.size == (64 * 3, (64 + 12) * 3)  # one panel
+        # One panel, widened to the GIF's minimum width for the caption.
+        assert image.size == (max(64, visualize.GIF_MIN_WIDTH) * 3, (64 + 12) * 3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -396,6 +400,15 @@ def test_missing_mnist_file(trained, tmp_path, monkeypatch):
         assert err.startswith(f"kerastp {argv[0]}: error:")
         assert "nowhere/mnist.npz" in err and "does not exist" in err
     assert not (tmp_path / "p.png").exists()
+
+
+def test_failed_train_start_leaves_the_run_directory_reusable(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _run(
+        [*TRAIN, "--run-dir", "r", "--data", "mnist", "--mnist-path", "nowhere/mnist.npz"]
+    )
+    assert code == 2, err
+    assert not (tmp_path / "r" / "config.json").exists()
 
 
 @pytest.mark.parametrize(

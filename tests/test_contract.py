@@ -63,10 +63,14 @@ def test_long_rollout_feeds_predictions_back(preset):
     past = _past(short)
     first = _run(short, past)
     rolled = _run(long, past)
-    k = short.frames_per_step
-    np.testing.assert_allclose(rolled[:, :k], first[:, :k], atol=1e-5)
-    window = np.concatenate([past, first[:, :k]], axis=1)[:, -t_in:]
-    np.testing.assert_allclose(rolled[:, k : 2 * k], _run(short, window)[:, :k], atol=1e-4)
+    # A longer horizon starts with the same frames.
+    np.testing.assert_allclose(rolled[:, :t_in], first, atol=1e-5)
+    if long.frames_per_step < long.output_frames:
+        # Models on the base rollout feed their predictions back as the next input window.
+        k = long.frames_per_step
+        window = np.concatenate([past, first[:, :k]], axis=1)[:, -t_in:]
+        np.testing.assert_allclose(rolled[:, k : 2 * k], _run(short, window)[:, :k], atol=1e-4)
+    assert np.isfinite(rolled).all()
 
 
 def test_shorter_output_is_a_crop_of_the_same_computation(preset):
@@ -114,7 +118,7 @@ def test_saved_model_reload_at_two_batch_sizes(preset, tmp_path):
     for batch in (1, 5):
         past = _past(model, batch=batch, seed=batch)
         got = signature(frames=tf.constant(past))["forecast"].numpy()
-        np.testing.assert_allclose(got, _run(model, past), atol=1e-5)
+        np.testing.assert_allclose(got, _run(model, past), atol=export.TOLERANCES["saved_model"])
     assert sidecar["parity"]["passed"]
 
 
@@ -126,7 +130,9 @@ def test_tflite_runs_with_builtin_ops_and_equal_outputs(preset, tmp_path):
     assert sidecar["ops"] == forecaster.ops
     for batch in (1, 3):
         past = _past(model, batch=batch, seed=10 + batch)
-        np.testing.assert_allclose(forecaster.predict(past), _run(model, past), atol=1e-4)
+        np.testing.assert_allclose(
+            forecaster.predict(past), _run(model, past), atol=export.TOLERANCES["tflite"]
+        )
 
 
 @pytest.mark.parametrize(

@@ -92,12 +92,6 @@ def test_one_cycle_learning_rate_matches_torch_at_every_step(total_steps, pct_st
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-9)
 
 
-@pytest.mark.parametrize("total_steps, pct_start", [(100, 0.3), (37, 0.3), (37, 0.25)])
-@pytest.mark.xfail(
-    strict=True,
-    reason="OneCycle clamps a negative warm-up end to 1e-8 and starts at `start`; PyTorch "
-    "skips the warm-up when pct_start * total_steps < 1",
-)
 @pytest.mark.parametrize("total_steps", [2, 3])
 def test_one_cycle_shorter_than_one_warm_up_step_matches_torch(total_steps):
     schedule = OneCycle(INITIAL_LR, MAX_LR, FINAL_LR, total_steps)
@@ -106,6 +100,7 @@ def test_one_cycle_shorter_than_one_warm_up_step_matches_torch(total_steps):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.parametrize("total_steps, pct_start", [(100, 0.3), (37, 0.3), (37, 0.25)])
 def test_one_cycle_beta_1_matches_torch_at_every_step(total_steps, pct_start):
     schedule = OneCycle(0.95, 0.85, 0.95, total_steps, pct_start=pct_start)
     steps = np.arange(total_steps)
@@ -179,13 +174,7 @@ def test_one_cycle_config_round_trip():
         ({"total_steps": 100, "pct_start": -0.3}, "pct_start"),
         ({"total_steps": 100, "pct_start": 1.5}, "pct_start"),
         ({"total_steps": True}, "total_steps"),
-        pytest.param(
-            {"total_steps": 37.5},
-            "total_steps",
-            marks=pytest.mark.xfail(
-                strict=True, reason="a fractional total_steps is truncated by int(), not rejected"
-            ),
-        ),
+        ({"total_steps": 37.5}, "total_steps"),
     ],
 )
 def test_one_cycle_invalid_arguments(kwargs, name):
@@ -214,7 +203,8 @@ def test_scheduled_adam_first_step_by_hand():
     variable = keras.Variable(1.0, dtype="float64")
     optimizer = ScheduledAdam(learning_rate=0.1, beta_1=0.7, beta_2=0.99, epsilon=0.25)
     (w,) = _apply(optimizer, variable, [0.5])
-    assert float(w) == pytest.approx(1.0 - 0.1 * 0.5 / (0.5 + 0.25), rel=1e-12)
+    # (The learning rate is held in float32.)
+    assert 1.0 - float(w) == pytest.approx(0.1 * 0.5 / (0.5 + 0.25), rel=1e-6)
     assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == 1
 
 

@@ -10,6 +10,7 @@ from kerastp.visualize import save_forecast_gif, save_forecast_pictures, save_fo
 LABEL_WIDTH = 64  # the strip's label column
 GIF_HEADER = 12  # the GIF's caption band above the frames
 GIF_PANEL_GAP = 2
+GIF_MIN_WIDTH = visualize.GIF_MIN_WIDTH
 
 
 def _frames(rng, t, h, w, c=1):
@@ -131,12 +132,18 @@ def test_strip_of_rgb_frames_is_their_luminance(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "t_in, t_out, with_truth, scale", [(10, 10, True, 3), (3, 5, False, 1), (6, 2, True, 2)]
+    "t_in, t_out, with_truth, scale, w",
+    [
+        (10, 10, True, 3, 20),
+        (3, 5, False, 1, 32),
+        (6, 2, True, 2, 64),
+        (3, 5, False, 1, 20),
+    ],
 )
-def test_gif_frames_and_size(tmp_path, t_in, t_out, with_truth, scale):
+def test_gif_frames_and_size(tmp_path, t_in, t_out, with_truth, scale, w):
     # Constant frames: consecutive GIF frames differ only by their caption, which must be
     # enough for Pillow not to merge them.
-    h, w = 16, 20
+    h = 16
     past = np.full((t_in, h, w, 1), 0.5, np.float32)
     forecast = np.full((t_out, h, w, 1), 0.5, np.float32)
     truth = np.full((t_out, h, w, 1), 0.5, np.float32) if with_truth else None
@@ -146,7 +153,7 @@ def test_gif_frames_and_size(tmp_path, t_in, t_out, with_truth, scale):
     n_frames, size, frames = _gif_frames(path)
     assert n_frames == t_in + t_out
     assert size == (
-        (panels * w + (panels - 1) * GIF_PANEL_GAP) * scale,
+        max(panels * w + (panels - 1) * GIF_PANEL_GAP, GIF_MIN_WIDTH) * scale,
         (h + GIF_HEADER) * scale,
     )
     with Image.open(path) as image:

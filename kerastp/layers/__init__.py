@@ -1,5 +1,17 @@
 """Blocks and cells shared by kerastp models, one public class per file."""
 
+from kerastp.layers.conv_sc import ConvSC
+from kerastp.layers.gated_update import GatedUpdate
+from kerastp.layers.gsta import GSTABlock
+from kerastp.layers.micro_cell import MicroTemporalCell
+from kerastp.layers.stacked_frame_attention import StackedFrameAttention
 from kerastp.layers.stl_mixer import STLMixerBlock
 
-__all__ = ["STLMixerBlock"]
+__all__ = [
+    "ConvSC",
+    "GSTABlock",
+    "GatedUpdate",
+    "MicroTemporalCell",
+    "STLMixerBlock",
+    "StackedFrameAttention",
+]

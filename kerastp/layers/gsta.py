@@ -1,0 +1,166 @@
+"""gSTA: the gated spatio-temporal attention block of SimVP v2 (OpenSTL's `GASubBlock`)."""
+
+import keras
+from keras import ops
+
+
+def pytorch_conv_init():
+    """OpenSTL's conv init for gSTA: N(0, 2 / fan_out), fan_out = k * k * out / groups.
+
+    For Keras kernels this is `VarianceScaling(2, "fan_out", "untruncated_normal")`: a
+    `Conv2D` kernel (k, k, in, out) has fan_out k*k*out and a depth-wise kernel (k, k, C, 1)
+    has k*k, which is PyTorch's k*k*C/C.
+    """
+    return keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+
+
+def _conv(filters, kernel_size, name, dilation=1):
+    return keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        padding="same",
+        dilation_rate=dilation,
+        kernel_initializer=pytorch_conv_init(),
+        name=name,
+    )
+
+
+def _depthwise(kernel_size, name, dilation=1):
+    return keras.layers.DepthwiseConv2D(
+        kernel_size,
+        padding="same",
+        dilation_rate=dilation,
+        depthwise_initializer=pytorch_conv_init(),
+        name=name,
+    )
+
+
+@keras.saving.register_keras_serializable(package="kerastp")
+class GSTABlock(keras.layers.Layer):
+    """gSTA block (SimVP v2): large-kernel gated attention and a convolutional MLP.
+
+    `x = x + ls1 * SpatialAttention(BN(x))`, `x = x + ls2 * MixMlp(BN(x))` with
+
+    - SpatialAttention: `proj_2(LKA(GELU(proj_1(x)))) + x`, `proj_*` 1x1 convolutions;
+    - LKA (large-kernel attention, decomposed): depth-wise conv `2*dilation - 1`, dilated
+      depth-wise conv `kernel_size // dilation` (made odd) with `dilation`, then a 1x1 conv
+      to `2*dim` channels split into `f, g`: `sigmoid(g) * f`;
+    - MixMlp: 1x1 conv to `mlp_ratio * dim`, depth-wise 3x3, GELU, 1x1 conv back;
+    - `ls1`, `ls2`: learnable per-channel layer scales initialised to `init_value`.
+
+    Args:
+        dim: int, channels.
+        kernel_size: int, the large kernel the LKA decomposes (21 in SimVP).
+        mlp_ratio: float, MLP expansion.
+        dilation: int, dilation of the LKA's second depth-wise convolution.
+        init_value: float, initial layer scale.
+        drop_rate: float, dropout in the MLP.
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Call arguments:
+        inputs: (B, h, w, dim).
+        training: bool.
+
+    Example:
+    >>> block = GSTABlock(dim=8, kernel_size=7)
+    >>> block(keras.ops.zeros((2, 8, 8, 8))).shape
+    (2, 8, 8, 8)
+
+    Reference:
+        Tan et al., "SimVP: Towards Simple yet Powerful Spatiotemporal Predictive Learning",
+        arXiv:2211.12509; OpenSTL `openstl/modules/simvp_modules.py` (`GASubBlock`).
+    """
+
+    def __init__(
+        self,
+        dim,
+        kernel_size=21,
+        mlp_ratio=4.0,
+        dilation=3,
+        init_value=1e-2,
+        drop_rate=0.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for arg, value in (("dim", dim), ("kernel_size", kernel_size), ("dilation", dilation)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{arg}` must be a positive integer, got {arg}={value!r}")
+        if not mlp_ratio > 0:
+            raise ValueError(f"`mlp_ratio` must be positive, got mlp_ratio={mlp_ratio!r}")
+        self.dim = dim
+        self.kernel_size = kernel_size
+        self.mlp_ratio = float(mlp_ratio)
+        self.dilation = dilation
+        self.init_value = float(init_value)
+        self.drop_rate = float(drop_rate)
+
+        local_kernel = 2 * dilation - 1
+        far = kernel_size // dilation
+        far_kernel = max(1, far + (far % 2 - 1))
+        hidden = int(dim * mlp_ratio)
+        self.norm_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="norm_1")
+        self.proj_1 = _conv(dim, 1, "proj_1")
+        self.lka_local = _depthwise(local_kernel, "lka_local")
+        self.lka_far = _depthwise(far_kernel, "lka_far", dilation=dilation)
+        self.lka_gate = _conv(2 * dim, 1, "lka_gate")
+        self.proj_2 = _conv(dim, 1, "proj_2")
+        self.norm_2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="norm_2")
+        self.fc_1 = _conv(hidden, 1, "fc_1")
+        self.mlp_depthwise = _depthwise(3, "mlp_depthwise")
+        self.fc_2 = _conv(dim, 1, "fc_2")
+        self.dropout = keras.layers.Dropout(self.drop_rate)
+
+    def build(self, input_shape):
+        if input_shape[-1] != self.dim:
+            raise ValueError(
+                f"GSTABlock(dim={self.dim}) got inputs with {input_shape[-1]} channels "
+                f"(input shape {tuple(input_shape)})"
+            )
+        hidden_shape = (*input_shape[:-1], int(self.dim * self.mlp_ratio))
+        for layer in (self.norm_1, self.proj_1, self.lka_local, self.lka_far, self.lka_gate):
+            layer.build(input_shape)
+        self.proj_2.build(input_shape)
+        self.norm_2.build(input_shape)
+        self.fc_1.build(input_shape)
+        self.mlp_depthwise.build(hidden_shape)
+        self.fc_2.build(hidden_shape)
+        scale = keras.initializers.Constant(self.init_value)
+        self.layer_scale_1 = self.add_weight(
+            shape=(self.dim,), initializer=scale, name="layer_scale_1"
+        )
+        self.layer_scale_2 = self.add_weight(
+            shape=(self.dim,), initializer=scale, name="layer_scale_2"
+        )
+
+    def _spatial_attention(self, x):
+        shortcut = x
+        x = ops.gelu(self.proj_1(x), approximate=False)
+        attention = self.lka_gate(self.lka_far(self.lka_local(x)))
+        f, g = ops.split(attention, 2, axis=-1)
+        x = self.proj_2(ops.sigmoid(g) * f)
+        return x + shortcut
+
+    def call(self, inputs, training=None):
+        x = inputs
+        x = x + self.layer_scale_1 * self._spatial_attention(self.norm_1(x, training=training))
+        mlp = self.fc_1(self.norm_2(x, training=training))
+        mlp = self.dropout(ops.gelu(self.mlp_depthwise(mlp), approximate=False), training=training)
+        mlp = self.dropout(self.fc_2(mlp), training=training)
+        return x + self.layer_scale_2 * mlp
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "dim": self.dim,
+                "kernel_size": self.kernel_size,
+                "mlp_ratio": self.mlp_ratio,
+                "dilation": self.dilation,
+                "init_value": self.init_value,
+                "drop_rate": self.drop_rate,
+            }
+        )
+        return config
