@@ -68,6 +68,9 @@ def _train_config(args):
         ) from error
     if not isinstance(overrides, dict):
         raise ValueError(f"--override must be a JSON object, got {args.override!r}")
+    for key in ("mask_weight", "contrastive_weight"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
     return TrainConfig(
         preset=args.preset,
         data=args.data,
@@ -120,6 +123,9 @@ def cmd_export(args):
         name=args.name,
         saved_model_dir=args.saved_model_dir,
         tflite_dir=args.tflite_dir,
+        quantize=args.quantize,
+        data=args.data,
+        mnist_path=args.mnist_path,
     )
     for kind, (path, sidecar) in written.items():
         print(f"{kind:<12} {path}  parity max abs error {sidecar['parity']['max_abs_error']:.2e}")
@@ -214,6 +220,12 @@ def build_parser():
     p.add_argument(
         "--override", default=None, help="model arguments as JSON, e.g. '{\"depth\": 8}'"
     )
+    p.add_argument(
+        "--mask-weight", type=float, default=None, help="USTEP masked-prediction loss weight"
+    )
+    p.add_argument(
+        "--contrastive-weight", type=float, default=None, help="USTEP InfoNCE loss weight"
+    )
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     p.set_defaults(func=cmd_train)
 
@@ -233,6 +245,13 @@ def build_parser():
         default=["keras", "saved_model", "tflite"],
     )
     p.add_argument("--name", default=None, help="artifact name (default: the preset)")
+    p.add_argument(
+        "--quantize",
+        choices=("none", "fp16", "dynamic", "int8", "int8_io"),
+        default="none",
+        help="TFLite quantisation (int8: calibrated on training sequences of --data)",
+    )
+    _add_data_args(p)
     p.add_argument("--saved-model-dir", default="saved_models")
     p.add_argument("--tflite-dir", default="tflite")
     p.set_defaults(func=cmd_export)

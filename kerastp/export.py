@@ -263,25 +263,80 @@ def export_saved_model(model, path, *, preset=None, data_scale=None, probe=None)
     return _sidecar(model, "saved_model", path, parity, preset, data_scale, None)
 
 
-def convert_to_tflite(saved_model_dir):
-    """Converts a kerastp SavedModel to a float32 TFLite flatbuffer with builtin ops only."""
+#: TFLite conversions: float32, float16 weights, dynamic-range int8 weights, full int8
+#: (float input and output), and full int8 with int8 input and output.
+QUANTIZATIONS = ("none", "fp16", "dynamic", "int8", "int8_io")
+
+#: Quantised conversions are judged by their error against the Keras model, relative to the
+#: energy of the Keras output: mean((lite - keras)^2) / mean(keras^2).
+QUANTIZED_MAX_RELATIVE_ERROR = {"fp16": 1e-3, "dynamic": 0.05, "int8": 0.05, "int8_io": 0.05}
+
+
+def convert_to_tflite(saved_model_dir, quantize="none", representative_data=None):
+    """Converts a kerastp SavedModel to a TFLite flatbuffer with builtin ops only.
+
+    Args:
+        saved_model_dir: a SavedModel written by kerastp.
+        quantize: one of `QUANTIZATIONS`.
+        representative_data: (N, T_in, H, W, C) float32 frames for int8 calibration (from the
+            training data, in model scale); required for "int8" and "int8_io".
+
+    Returns:
+        The flatbuffer bytes.
+    """
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"`quantize` must be one of {QUANTIZATIONS}, got quantize={quantize!r}")
     converter = tf.lite.TFLiteConverter.from_saved_model(
         os.fspath(saved_model_dir), signature_keys=[SIGNATURE_KEY]
     )
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize in ("int8", "int8_io"):
+        if representative_data is None or len(representative_data) == 0:
+            raise ValueError(f"quantize={quantize!r} needs `representative_data` for calibration")
+        samples = np.asarray(representative_data, np.float32)
+
+        def representative():
+            for sample in samples:
+                yield {INPUT_NAME: sample[None]}
+
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if quantize == "int8_io":
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
     return converter.convert()
 
 
-def export_tflite(model, path, *, preset=None, data_scale=None, probe=None):
-    """Writes a float32 TFLite model (builtin ops only) and verifies it with LiteRT.
+def export_tflite(
+    model,
+    path,
+    *,
+    quantize="none",
+    representative_data=None,
+    max_relative_error=None,
+    preset=None,
+    data_scale=None,
+    probe=None,
+):
+    """Writes a TFLite model (builtin ops only) and verifies it with LiteRT before keeping it.
 
     The model keeps the dynamic batch (the interpreter resizes its input); it is run at two
-    batch sizes with `ai_edge_litert` and compared with the Keras model (max abs error at most
-    `TOLERANCES["tflite"]`). The operator list goes into the sidecar.
+    batch sizes with `ai_edge_litert` and compared with the Keras model. float32 must agree
+    within `TOLERANCES["tflite"]` (max abs error); quantised models within
+    `max_relative_error` of relative squared error (default `QUANTIZED_MAX_RELATIVE_ERROR`).
+    The operator list and the measured errors go into the sidecar.
 
     Args:
         model: a kerastp `Forecaster`.
         path: destination ending in `.tflite`.
+        quantize: one of `QUANTIZATIONS`.
+        representative_data: calibration frames for int8 (default: the probe batch; pass
+            training sequences for a useful calibration).
+        max_relative_error: float or None, the refusal threshold for quantised models.
         preset, data_scale, probe: as in `export_saved_model`.
 
     Returns:
@@ -292,22 +347,47 @@ def export_tflite(model, path, *, preset=None, data_scale=None, probe=None):
     path = Path(path)
     if path.suffix != ".tflite":
         raise ValueError(f"`path` must end in .tflite, got {str(path)!r}")
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"`quantize` must be one of {QUANTIZATIONS}, got quantize={quantize!r}")
     probe = probe_batch(model, batch_size=3) if probe is None else np.asarray(probe, np.float32)
+    if representative_data is None and quantize in ("int8", "int8_io"):
+        representative_data = probe
     batches = [probe[:1], probe] if len(probe) > 1 else [probe]
     tmp_dir = _tmp_sibling(path)
     try:
         _write_saved_model(model, tmp_dir / "saved_model")
-        content = convert_to_tflite(tmp_dir / "saved_model")
+        content = convert_to_tflite(tmp_dir / "saved_model", quantize, representative_data)
         forecaster = LiteForecaster(content)
         expected = np.concatenate([_reference(model, b) for b in batches], axis=0)
         got = np.concatenate([forecaster.predict(b) for b in batches], axis=0)
-        parity = _parity(expected, got, TOLERANCES["tflite"], [len(b) for b in batches], "TFLite")
+        sizes = [len(b) for b in batches]
+        if quantize == "none":
+            parity = _parity(expected, got, TOLERANCES["tflite"], sizes, "TFLite")
+        else:
+            limit = (
+                QUANTIZED_MAX_RELATIVE_ERROR[quantize]
+                if max_relative_error is None
+                else float(max_relative_error)
+            )
+            relative = float(np.mean((got - expected) ** 2) / max(np.mean(expected**2), 1e-12))
+            parity = {
+                "max_abs_error": float(np.max(np.abs(got - expected))),
+                "relative_squared_error": relative,
+                "tolerance": limit,
+                "batch_sizes": sizes,
+                "passed": bool(relative <= limit),
+            }
+            if not parity["passed"]:
+                raise ExportVerificationError(
+                    f"TFLite {quantize} export is too far from the Keras model: relative squared "
+                    f"error {relative:.3g} > {limit:.3g}; nothing was written"
+                )
         tmp = tmp_dir / path.name
         tmp.write_bytes(content)
         _replace(tmp, path)
     finally:
         _remove(tmp_dir)
-    extra = {"ops": forecaster.ops, "quantization": "none", "bytes": len(content)}
+    extra = {"ops": forecaster.ops, "quantization": quantize, "bytes": len(content)}
     return _sidecar(model, "tflite", path, parity, preset, data_scale, extra)
 
 
@@ -357,12 +437,30 @@ def _preset_of(model_path):
     return None
 
 
+def calibration_frames(model, data="procedural", num_sequences=64, mnist_path=None, seed=0):
+    """Training-split Moving MNIST inputs for int8 calibration, (N, T_in, H, W, C) float32."""
+    from kerastp.data import moving_mnist
+
+    rng = np.random.default_rng([seed, 7])
+    digits = moving_mnist._digits_for(data, "train", mnist_path)
+    generator = moving_mnist.MovingMNIST(
+        digits, model.height, num_frames=model.input_frames + model.output_frames
+    )
+    past, _ = moving_mnist.split_frames(
+        generator.generate(num_sequences, rng), model.input_frames, model.output_frames
+    )
+    return past
+
+
 def export_artifacts(
     model_path,
     formats=("keras", "saved_model", "tflite"),
     name=None,
     saved_model_dir="saved_models",
     tflite_dir="tflite",
+    quantize="none",
+    data="procedural",
+    mnist_path=None,
 ):
     """Loads a trained model (`.keras` file or run directory) and exports the given formats.
 
@@ -370,9 +468,11 @@ def export_artifacts(
         model_path: `.keras` file or a kerastp run directory.
         formats: any of "keras", "saved_model", "tflite".
         name: artifact base name; default the preset recorded with the model, else the
-            file's stem.
+            file's stem. A quantised TFLite file is named `<name>_<quantize>.tflite`.
         saved_model_dir: where `.keras` and SavedModel go.
         tflite_dir: where `.tflite` goes.
+        quantize: TFLite quantisation, one of `QUANTIZATIONS`.
+        data, mnist_path: where int8 calibration sequences come from (training split).
 
     Returns:
         dict mapping each format to (path, sidecar).
@@ -382,11 +482,28 @@ def export_artifacts(
     unknown = sorted(set(formats) - {"keras", "saved_model", "tflite"})
     if unknown:
         raise ValueError(f"Unknown export formats {unknown}; valid: keras, saved_model, tflite")
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"`quantize` must be one of {QUANTIZATIONS}, got quantize={quantize!r}")
     model = load_model(model_path)
     preset = _preset_of(model_path)
     name = name or preset or Path(model_path).stem
-    return {
-        kind: (path, exporter(model, path, preset=preset))
-        for kind, (exporter, path) in _targets(name, saved_model_dir, tflite_dir).items()
-        if kind in formats
-    }
+    targets = _targets(name, saved_model_dir, tflite_dir)
+    written = {}
+    for kind in ("keras", "saved_model"):
+        if kind in formats:
+            exporter, path = targets[kind]
+            written[kind] = (path, exporter(model, path, preset=preset))
+    if "tflite" in formats:
+        path = targets["tflite"][1]
+        kwargs = {}
+        if quantize != "none":
+            path = path.with_name(f"{name}_{quantize}.tflite")
+            if quantize in ("int8", "int8_io"):
+                kwargs["representative_data"] = calibration_frames(
+                    model, data, mnist_path=mnist_path
+                )
+        written["tflite"] = (
+            path,
+            export_tflite(model, path, quantize=quantize, preset=preset, **kwargs),
+        )
+    return written

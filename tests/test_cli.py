@@ -424,3 +424,28 @@ def test_invalid_train_arguments(extra, message, tmp_path, monkeypatch):
     code, _, err = _run([*TRAIN, "--run-dir", "r", *extra])
     assert code == 2
     assert message in err
+
+
+def test_objective_weight_flags_become_model_overrides():
+    args = cli.build_parser().parse_args(
+        [
+            "train",
+            "--preset",
+            "ustep_tiny",
+            "--mask-weight",
+            "0.1",
+            "--contrastive-weight",
+            "0.05",
+            "--override",
+            '{"micro_frames": 1, "macro_frames": 1}',
+        ]
+    )
+    config = cli._train_config(args)
+    assert config.overrides == {
+        "micro_frames": 1,
+        "macro_frames": 1,
+        "mask_weight": 0.1,
+        "contrastive_weight": 0.05,
+    }
+    with pytest.raises(ValueError, match="--override must be a JSON object"):
+        cli._train_config(cli.build_parser().parse_args(["train", "--override", "[1, 2]"]))

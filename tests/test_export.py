@@ -121,3 +121,38 @@ def _snapshot(path):
             (str(p.relative_to(path)), p.read_bytes()) for p in path.rglob("*") if p.is_file()
         )
     return path.read_bytes()
+
+
+@pytest.mark.parametrize("quantize", ["fp16", "dynamic", "int8", "int8_io"])
+def test_quantized_tflite_is_verified_and_recorded(model, tmp_path, quantize):
+    rng = np.random.default_rng(0)
+    calibration = rng.random((8, 10, 64, 64, 1), dtype=np.float32)
+    sidecar = export.export_tflite(
+        model, tmp_path / "q.tflite", quantize=quantize, representative_data=calibration
+    )
+    assert sidecar["quantization"] == quantize
+    assert sidecar["parity"]["passed"]
+    assert (
+        sidecar["parity"]["relative_squared_error"] <= export.QUANTIZED_MAX_RELATIVE_ERROR[quantize]
+    )
+    assert not any(op.startswith("Flex") or op == "WHILE" for op in sidecar["ops"])
+    lite = LiteForecaster(tmp_path / "q.tflite")
+    if quantize == "int8_io":
+        assert lite.input_details["dtype"] == np.int8
+    past = rng.random((2, 10, 64, 64, 1), dtype=np.float32)
+    got = lite.predict(past)
+    assert got.dtype == np.float32 and got.shape == (2, 4, 64, 64, 1)
+    expected = np.asarray(model(past, training=False))
+    relative = np.mean((got - expected) ** 2) / np.mean(expected**2)
+    assert relative < 2 * export.QUANTIZED_MAX_RELATIVE_ERROR[quantize]
+    # Quantised weights make a smaller file than float32.
+    float_size = export.export_tflite(model, tmp_path / "f.tflite")["bytes"]
+    assert sidecar["bytes"] < float_size
+
+
+def test_quantized_export_refused_above_threshold_leaves_nothing(model, tmp_path):
+    with pytest.raises(export.ExportVerificationError, match="relative squared error"):
+        export.export_tflite(model, tmp_path / "q.tflite", quantize="int8", max_relative_error=0.0)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="`quantize` must be one of"):
+        export.export_tflite(model, tmp_path / "q.tflite", quantize="int4")

@@ -316,3 +316,18 @@ def test_presets_and_flops():
     assert (spec["micro_blocks"], spec["macro_blocks"]) == (2, 2)
     summary = registry.preset_summary("ustep_tiny")
     assert summary["params"] > 0 and summary["macs"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quantize", ["fp16", "int8"])
+def test_quantized_tflite_has_builtin_ops_and_dynamic_batch(quantize, tmp_path):
+    model = USTEP(**SMALL)
+    calibration = _past(batch=8, seed=9)
+    sidecar = export.export_tflite(
+        model, tmp_path / "q.tflite", quantize=quantize, representative_data=calibration
+    )
+    assert sidecar["parity"]["passed"]
+    assert "WHILE" not in sidecar["ops"] and not any(op.startswith("Flex") for op in sidecar["ops"])
+    lite = LiteForecaster(tmp_path / "q.tflite")
+    for batch in (1, 3):
+        assert lite.predict(_past(batch=batch)).shape == (batch, 4, 16, 16, 1)

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from kerastp.validation import positive_int
+
 
 @keras.saving.register_keras_serializable(package="kerastp")
 class ConvSC(keras.layers.Layer):
@@ -33,8 +35,7 @@ class ConvSC(keras.layers.Layer):
 
     def __init__(self, filters, kernel_size=3, sampling=None, act_norm=True, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
-            raise ValueError(f"`filters` must be a positive integer, got filters={filters!r}")
+        positive_int("filters", filters)
         if (
             isinstance(kernel_size, bool)
             or not isinstance(kernel_size, int)

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from kerastp.validation import positive_ints
+
 
 @keras.saving.register_keras_serializable(package="kerastp")
 class GatedUpdate(keras.layers.Layer):
@@ -28,9 +30,7 @@ class GatedUpdate(keras.layers.Layer):
 
     def __init__(self, dim, kernel_size=3, **kwargs):
         super().__init__(**kwargs)
-        for arg, value in (("dim", dim), ("kernel_size", kernel_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{arg}` must be a positive integer, got {arg}={value!r}")
+        positive_ints(dim=dim, kernel_size=kernel_size)
         self.dim = dim
         self.kernel_size = kernel_size
         self.gates = keras.layers.Conv2D(

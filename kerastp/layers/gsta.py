@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from kerastp.validation import positive_ints
+
 
 def pytorch_conv_init():
     """OpenSTL's conv init for gSTA: N(0, 2 / fan_out), fan_out = k * k * out / groups.
@@ -82,9 +84,7 @@ class GSTABlock(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for arg, value in (("dim", dim), ("kernel_size", kernel_size), ("dilation", dilation)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{arg}` must be a positive integer, got {arg}={value!r}")
+        positive_ints(dim=dim, kernel_size=kernel_size, dilation=dilation)
         if not mlp_ratio > 0:
             raise ValueError(f"`mlp_ratio` must be positive, got mlp_ratio={mlp_ratio!r}")
         self.dim = dim

@@ -5,6 +5,7 @@ from keras import ops
 
 from kerastp.layers.gated_update import GatedUpdate
 from kerastp.layers.gsta import GSTABlock
+from kerastp.validation import positive_ints
 
 
 @keras.saving.register_keras_serializable(package="kerastp")
@@ -39,14 +40,7 @@ class MicroTemporalCell(keras.layers.Layer):
 
     def __init__(self, dim, height, width, num_blocks=2, kernel_size=21, mlp_ratio=4.0, **kwargs):
         super().__init__(**kwargs)
-        for arg, value in (
-            ("dim", dim),
-            ("height", height),
-            ("width", width),
-            ("kernel_size", kernel_size),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{arg}` must be a positive integer, got {arg}={value!r}")
+        positive_ints(dim=dim, height=height, width=width, kernel_size=kernel_size)
         if isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or num_blocks < 0:
             raise ValueError(f"`num_blocks` must be a non-negative integer, got {num_blocks!r}")
         self.dim = dim

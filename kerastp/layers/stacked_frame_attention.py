@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from kerastp.validation import positive_ints
+
 
 @keras.saving.register_keras_serializable(package="kerastp")
 class StackedFrameAttention(keras.layers.Layer):
@@ -32,9 +34,7 @@ class StackedFrameAttention(keras.layers.Layer):
 
     def __init__(self, dim, num_heads=8, mlp_ratio=4.0, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
-        for arg, value in (("dim", dim), ("num_heads", num_heads)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{arg}` must be a positive integer, got {arg}={value!r}")
+        positive_ints(dim=dim, num_heads=num_heads)
         if dim % num_heads:
             raise ValueError(f"`num_heads`={num_heads} must divide `dim`={dim}")
         self.dim = dim

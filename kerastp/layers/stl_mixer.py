@@ -5,6 +5,8 @@ import math
 import keras
 from keras import ops
 
+from kerastp.validation import positive_ints
+
 
 def he_normal_fan_out(fan_out, seed=None):
     """PyTorch's `kaiming_normal_(mode="fan_out", nonlinearity="relu")`: N(0, 2 / fan_out).
@@ -57,14 +59,12 @@ class STLMixerBlock(keras.layers.Layer):
 
     def __init__(self, hidden_dim, kernel_size_1=3, kernel_size_2=7, dilation=3, **kwargs):
         super().__init__(**kwargs)
-        for arg, value in (
-            ("hidden_dim", hidden_dim),
-            ("kernel_size_1", kernel_size_1),
-            ("kernel_size_2", kernel_size_2),
-            ("dilation", dilation),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"`{arg}` must be a positive integer, got {arg}={value!r}")
+        positive_ints(
+            hidden_dim=hidden_dim,
+            kernel_size_1=kernel_size_1,
+            kernel_size_2=kernel_size_2,
+            dilation=dilation,
+        )
         self.hidden_dim = hidden_dim
         self.kernel_size_1 = kernel_size_1
         self.kernel_size_2 = kernel_size_2

@@ -12,10 +12,7 @@ from keras import ops  # noqa: E402
 _FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {name}={value!r}")
-    return int(value)
+from kerastp.validation import positive_int  # noqa: E402
 
 
 def check_frames_array(frames, *, name, frames_per_sequence, height, width, channels):
@@ -76,11 +73,11 @@ class Forecaster(keras.Model):
 
     def __init__(self, input_frames, output_frames, height, width, channels, **kwargs):
         super().__init__(**kwargs)
-        self.input_frames = _positive_int("input_frames", input_frames)
-        self.output_frames = _positive_int("output_frames", output_frames)
-        self.height = _positive_int("height", height)
-        self.width = _positive_int("width", width)
-        self.channels = _positive_int("channels", channels)
+        self.input_frames = positive_int("input_frames", input_frames)
+        self.output_frames = positive_int("output_frames", output_frames)
+        self.height = positive_int("height", height)
+        self.width = positive_int("width", width)
+        self.channels = positive_int("channels", channels)
 
     @property
     def frames_per_step(self):

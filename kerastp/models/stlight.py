@@ -6,7 +6,8 @@ import keras  # noqa: E402  (kerastp.models.base checked the backend)
 from keras import ops  # noqa: E402
 
 from kerastp.layers.stl_mixer import STLMixerBlock, batch_norm, he_normal_fan_out
-from kerastp.models.base import Forecaster, _positive_int
+from kerastp.models.base import Forecaster
+from kerastp.validation import positive_int
 
 
 @keras.saving.register_keras_serializable(package="kerastp")
@@ -77,15 +78,15 @@ class STLight(Forecaster):
         **kwargs,
     ):
         super().__init__(input_frames, output_frames, height, width, channels, **kwargs)
-        self.hidden_dim = _positive_int("hidden_dim", hidden_dim)
-        self.depth = _positive_int("depth", depth)
-        self.patch_size = _positive_int("patch_size", patch_size)
+        self.hidden_dim = positive_int("hidden_dim", hidden_dim)
+        self.depth = positive_int("depth", depth)
+        self.patch_size = positive_int("patch_size", patch_size)
         if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
             raise ValueError(f"`overlap` must be a non-negative integer, got overlap={overlap!r}")
         self.overlap = overlap
-        self.kernel_size_1 = _positive_int("kernel_size_1", kernel_size_1)
-        self.kernel_size_2 = _positive_int("kernel_size_2", kernel_size_2)
-        self.dilation = _positive_int("dilation", dilation)
+        self.kernel_size_1 = positive_int("kernel_size_1", kernel_size_1)
+        self.kernel_size_2 = positive_int("kernel_size_2", kernel_size_2)
+        self.dilation = positive_int("dilation", dilation)
         p = self.patch_size
         for arg, value in (("height", self.height), ("width", self.width)):
             if value % p:

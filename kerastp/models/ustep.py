@@ -7,7 +7,8 @@ from kerastp.layers.conv_sc import ConvSC
 from kerastp.layers.gated_update import GatedUpdate
 from kerastp.layers.micro_cell import MicroTemporalCell
 from kerastp.layers.stacked_frame_attention import StackedFrameAttention
-from kerastp.models.base import Forecaster, _positive_int
+from kerastp.models.base import Forecaster
+from kerastp.validation import positive_int
 
 
 def _fraction(name, value):
@@ -117,11 +118,11 @@ class USTEP(Forecaster):
         **kwargs,
     ):
         super().__init__(input_frames, output_frames, height, width, channels, **kwargs)
-        self.hid_s = _positive_int("hid_s", hid_s)
-        self.hid_t = _positive_int("hid_t", hid_t)
-        self.num_spatial = _positive_int("num_spatial", num_spatial)
-        self.micro_frames = _positive_int("micro_frames", micro_frames)
-        self.macro_frames = _positive_int("macro_frames", macro_frames)
+        self.hid_s = positive_int("hid_s", hid_s)
+        self.hid_t = positive_int("hid_t", hid_t)
+        self.num_spatial = positive_int("num_spatial", num_spatial)
+        self.micro_frames = positive_int("micro_frames", micro_frames)
+        self.macro_frames = positive_int("macro_frames", macro_frames)
         self.micro_blocks = int(micro_blocks)
         self.macro_blocks = int(macro_blocks)
         if self.micro_blocks < 0 or self.macro_blocks < 0:
@@ -129,13 +130,13 @@ class USTEP(Forecaster):
                 f"`micro_blocks` and `macro_blocks` must be >= 0, got {micro_blocks!r}, "
                 f"{macro_blocks!r}"
             )
-        self.num_heads = _positive_int("num_heads", num_heads)
-        self.kernel_size = _positive_int("kernel_size", kernel_size)
+        self.num_heads = positive_int("num_heads", num_heads)
+        self.kernel_size = positive_int("kernel_size", kernel_size)
         self.mlp_ratio = float(mlp_ratio)
         self.mask_weight = _non_negative("mask_weight", mask_weight)
         self.frame_mask_ratio = _fraction("frame_mask_ratio", frame_mask_ratio)
         self.patch_mask_ratio = _fraction("patch_mask_ratio", patch_mask_ratio)
-        self.mask_patch_size = _positive_int("mask_patch_size", mask_patch_size)
+        self.mask_patch_size = positive_int("mask_patch_size", mask_patch_size)
         self.contrastive_weight = _non_negative("contrastive_weight", contrastive_weight)
         if not float(temperature) > 0:
             raise ValueError(f"`temperature` must be > 0, got temperature={temperature!r}")
