@@ -58,19 +58,31 @@ CONFIGS = {
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stops training once `seconds` of training wall time have passed."""
+    """Stops training once the optimizer steps have used `seconds` of wall time.
+
+    Only time inside training batches counts, and not the first batch, which traces and
+    compiles the graph (reported as `first_step_seconds`): every configuration gets the same
+    compute for learning, whatever its compile time and validation cost.
+    """
 
     def __init__(self, seconds):
         super().__init__()
         self.seconds = seconds
         self.steps = 0
+        self.used = 0.0
+        self.first_step_seconds = None
 
-    def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
+    def on_train_batch_begin(self, batch, logs=None):
+        self._batch_start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
+        elapsed = time.perf_counter() - self._batch_start
         self.steps += 1
-        if time.perf_counter() - self.start >= self.seconds:
+        if self.first_step_seconds is None:
+            self.first_step_seconds = elapsed
+            return
+        self.used += elapsed
+        if self.used >= self.seconds:
             self.model.stop_training = True
 
 
@@ -105,6 +117,8 @@ def run(name, budget, data, mnist_path, eval_sequences, learning_rate, workdir):
         "params": registry.count_trainable_params(model),
         "gmacs": count_macs(model).macs / 1e9,
         "train_steps": budget_callback.steps,
+        "step_seconds": budget_callback.used / max(budget_callback.steps - 1, 1),
+        "first_step_seconds": budget_callback.first_step_seconds,
         "train_sequences": budget_callback.steps * 16,
         "fit_seconds": result["seconds"],
         "wall_seconds": wall,

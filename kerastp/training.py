@@ -211,6 +211,7 @@ def train(config=None, callbacks=None, **kwargs):
     )
 
     backup_dir = run_dir / "backup"
+    resuming = (backup_dir / "training_metadata.json").is_file()
     initial_epoch = _resume_epoch(backup_dir)
     frames = _frame_config(model)
     train_data = moving_mnist.moving_mnist_dataset(
@@ -251,7 +252,8 @@ def train(config=None, callbacks=None, **kwargs):
         ),
         keras.callbacks.ModelCheckpoint(str(checkpoints / "last.keras")),
         _EpochTimer(),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        # Append when resuming an interrupted run; a fresh run starts a fresh history.
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming),
     ]
     if config.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs")))

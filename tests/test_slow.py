@@ -39,3 +39,45 @@ def test_paper_preset_exports_verify(preset, tmp_path):
     forecaster = LiteForecaster(tmp_path / f"{preset}.tflite", num_threads=2)
     expected = np.asarray(model(probe[:1], training=False))
     np.testing.assert_allclose(forecaster.predict(probe[:1]), expected, atol=1e-4)
+
+
+def test_ustep_ablation_benchmark_smoke(tmp_path):
+    """The benchmark script runs end to end at a tiny budget and writes JSON + markdown."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "ustep_ablation.py"
+    out = tmp_path / "ablation"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--budget-seconds",
+            "1",
+            "--eval-sequences",
+            "8",
+            "--data",
+            "procedural",
+            "--configs",
+            "ustep_recurrent_free",
+            "stlight_similar_macs",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    payload = json.loads(out.with_suffix(".json").read_text())
+    assert [r["name"] for r in payload["results"]] == [
+        "ustep_recurrent_free",
+        "stlight_similar_macs",
+    ]
+    for row in payload["results"]:
+        assert row["train_steps"] >= 2 and np.isfinite(row["mse"])
+    table = out.with_suffix(".md").read_text()
+    assert "| ustep_recurrent_free |" in table and "| stlight_similar_macs |" in table

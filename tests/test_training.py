@@ -86,6 +86,10 @@ def test_same_run_dir_with_other_settings_is_refused(tmp_path):
     training.train(**{**SMALL, "epochs": 1}, run_dir=str(tmp_path / "run"))
     with pytest.raises(ValueError, match="batch_size"):
         training.train(**{**SMALL, "epochs": 1, "batch_size": 2}, run_dir=str(tmp_path / "run"))
+    # Rerunning a finished run with the same settings trains it again with a fresh history.
+    training.train(**{**SMALL, "epochs": 1}, run_dir=str(tmp_path / "run"))
+    with open(tmp_path / "run" / "history.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0]
 
 
 @pytest.mark.parametrize(
