@@ -123,7 +123,15 @@ def _snapshot(path):
     return path.read_bytes()
 
 
-@pytest.mark.parametrize("quantize", ["fp16", "dynamic", "int8", "int8_io"])
+@pytest.mark.parametrize(
+    "quantize",
+    [
+        pytest.param("fp16", marks=pytest.mark.slow),
+        pytest.param("dynamic", marks=pytest.mark.slow),
+        "int8",
+        pytest.param("int8_io", marks=pytest.mark.slow),
+    ],
+)
 def test_quantized_tflite_is_verified_and_recorded(model, tmp_path, quantize):
     rng = np.random.default_rng(0)
     calibration = rng.random((8, 10, 64, 64, 1), dtype=np.float32)

@@ -203,7 +203,17 @@ def _scaled(dt, big_dt):
     return USTEP(**{**SMALL, "micro_frames": dt, "macro_frames": big_dt, "output_frames": 6})
 
 
-@pytest.mark.parametrize("dt, big_dt", [(1, 1), (4, 4)])
+@pytest.mark.parametrize("dt, big_dt", [(1, 1), (4, 4), (2, 4)])
+def test_scales_build_with_the_right_segment_counts(dt, big_dt):
+    model = _scaled(dt, big_dt)
+    past = _past(batch=2)
+    latents, _ = model.encode(past)
+    assert model._segments(latents, dt).shape[1] == 4 // dt
+    assert (model.macro_update is None) == (big_dt == 4)
+    assert np.asarray(model(past, training=False)).shape == (2, 6, 16, 16, 1)
+
+
+@pytest.mark.parametrize("dt, big_dt", [pytest.param(1, 1, marks=pytest.mark.slow), (4, 4)])
 def test_degenerate_scales_build_and_train(dt, big_dt):
     """(1, 1) is recurrent-like, (T, T) recurrent-free-like: both build and train."""
     model = _scaled(dt, big_dt)
