@@ -132,3 +132,63 @@ class LiteForecaster:
             raise ValueError("`past` holds NaN or Inf values")
         result = self.runner(**{self.input_name: self._quantize(past.astype(np.float32))})
         return self._dequantize(result[self.output_name])
+
+
+class StreamingForecaster:
+    """Frame-by-frame forecasting for the edge: push frames, get a forecast once T_in are in.
+
+    A ring buffer holds the last T_in frames of one stream; `push(frame)` stores a frame and
+    returns None until the buffer is full, then the forecast from the latest T_in frames on
+    every push. Works with any forecaster with `predict(past)` and a `(None, T_in, H, W, C)`
+    `input_shape` (a `LiteForecaster`).
+
+    Args:
+        forecaster: a `LiteForecaster` (or an object with the same interface).
+
+    Example:
+    >>> stream = StreamingForecaster(LiteForecaster("tflite/stlight_tiny.tflite"))  # doctest: +SKIP
+    >>> for frame in camera:  # (H, W, C) float frames in model scale  # doctest: +SKIP
+    ...     forecast = stream.push(frame)  # None until 10 frames have arrived
+    """
+
+    def __init__(self, forecaster):
+        self.forecaster = forecaster
+        _, self.input_frames, *frame_shape = forecaster.input_shape
+        self.frame_shape = tuple(int(d) for d in frame_shape)
+        self._buffer = np.zeros((self.input_frames, *self.frame_shape), np.float32)
+        self._count = 0
+
+    @property
+    def ready(self):
+        """Whether T_in frames have arrived since the last `reset()`."""
+        return self._count >= self.input_frames
+
+    def reset(self):
+        """Forgets the buffered frames (a new stream, or a gap in the old one)."""
+        self._buffer[:] = 0.0
+        self._count = 0
+
+    def window(self):
+        """The buffered frames, oldest first, (T_in, H, W, C); only once `ready`."""
+        if not self.ready:
+            raise ValueError(f"only {self._count} of {self.input_frames} frames have been pushed")
+        start = self._count % self.input_frames
+        return np.concatenate([self._buffer[start:], self._buffer[:start]], axis=0)
+
+    def push(self, frame):
+        """Adds one (H, W, C) frame; returns the (T_out, H, W, C) forecast or None."""
+        frame = np.asarray(frame)
+        if frame.shape != self.frame_shape:
+            raise ValueError(
+                f"`frame` must have shape {self.frame_shape} (height, width, channels), "
+                f"got {frame.shape}"
+            )
+        if not np.issubdtype(frame.dtype, np.floating):
+            raise ValueError(f"`frame` must hold float values in model scale, got {frame.dtype}")
+        if not np.all(np.isfinite(frame)):
+            raise ValueError("`frame` holds NaN or Inf values")
+        self._buffer[self._count % self.input_frames] = frame
+        self._count += 1
+        if not self.ready:
+            return None
+        return self.forecaster.predict(self.window()[None])[0]

@@ -1,6 +1,7 @@
 """Verified export: sidecars, refusal of mismatched artifacts, previous artifacts kept."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,3 +165,80 @@ def test_quantized_export_refused_above_threshold_leaves_nothing(model, tmp_path
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="`quantize` must be one of"):
         export.export_tflite(model, tmp_path / "q.tflite", quantize="int4")
+
+
+def test_streaming_forecaster_matches_batch_forecasts(model, tmp_path):
+    from kerastp.lite import StreamingForecaster
+
+    export.export_tflite(model, tmp_path / "m.tflite")
+    lite = LiteForecaster(tmp_path / "m.tflite", num_threads=2)
+    stream = StreamingForecaster(lite)
+    frames = np.random.default_rng(4).random((13, 64, 64, 1), dtype=np.float32)
+    outputs = [stream.push(frame) for frame in frames]
+    assert outputs[:9] == [None] * 9 and stream.ready
+    for t in range(9, 13):
+        expected = lite.predict(frames[None, t - 9 : t + 1])[0]
+        np.testing.assert_array_equal(outputs[t], expected)
+    np.testing.assert_array_equal(stream.window(), frames[3:13])
+    stream.reset()
+    assert not stream.ready and stream.push(frames[0]) is None
+    with pytest.raises(ValueError, match="only 1 of 10 frames"):
+        stream.window()
+    with pytest.raises(ValueError, match=r"must have shape \(64, 64, 1\)"):
+        stream.push(np.zeros((32, 32, 1), np.float32))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        stream.push(np.full((64, 64, 1), np.nan, np.float32))
+
+
+def test_saved_model_cli_shows_and_runs_the_signature(model, tmp_path):
+    """TensorFlow's own client reads the serving signature and runs it."""
+    import shutil
+    import subprocess
+    import sys
+
+    export.export_saved_model(model, tmp_path / "sm")
+    cli = shutil.which("saved_model_cli") or str(Path(sys.executable).parent / "saved_model_cli")
+    if not Path(cli).exists():
+        pytest.skip("saved_model_cli is not installed with this TensorFlow")
+    shown = subprocess.run(
+        [
+            cli,
+            "show",
+            "--dir",
+            str(tmp_path / "sm"),
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "inputs['frames']" in shown.stdout and "outputs['forecast']" in shown.stdout
+    assert "(-1, 10, 64, 64, 1)" in shown.stdout and "(-1, 4, 64, 64, 1)" in shown.stdout
+    past = np.random.default_rng(6).random((2, 10, 64, 64, 1), dtype=np.float32)
+    np.save(tmp_path / "past.npy", past)
+    ran = subprocess.run(
+        [
+            cli,
+            "run",
+            "--dir",
+            str(tmp_path / "sm"),
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--inputs",
+            f"frames={tmp_path / 'past.npy'}",
+            "--outdir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    forecast = np.load(tmp_path / "out" / "forecast.npy")
+    np.testing.assert_allclose(forecast, np.asarray(model(past, training=False)), atol=1e-4)
