@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from kerastp import registry, training  # noqa: E402
-from kerastp.export import _write_json  # noqa: E402
+from kerastp.export import write_json  # noqa: E402
 from kerastp.flops import count_macs  # noqa: E402
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
@@ -201,7 +201,7 @@ def main(argv=None):
         "results": results,
     }
     out = Path(args.out)
-    _write_json(out.with_suffix(".json"), payload)
+    write_json(out.with_suffix(".json"), payload)
     out.with_suffix(".md").write_text(markdown(payload))
     print(markdown(payload))
 

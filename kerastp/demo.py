@@ -87,5 +87,5 @@ def run_demo(
         "pictures": [str(png), str(gif)],
         "timings": {**timings, "fit_s": result["seconds"]},
     }
-    export._write_json(Path(run_dir) / "demo.json", summary)
+    export.write_json(Path(run_dir) / "demo.json", summary)
     return summary

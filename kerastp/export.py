@@ -124,7 +124,8 @@ def sidecar_path(path):
     return path.with_name(path.name + ".json")
 
 
-def _write_json(path, payload):
+def write_json(path, payload):
+    """Writes `payload` as JSON atomically: a temporary file beside `path`, then a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -166,7 +167,7 @@ def _sidecar(model, kind, path, parity, preset, data_scale, extra):
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     payload.update(extra or {})
-    _write_json(sidecar_path(path), payload)
+    write_json(sidecar_path(path), payload)
     return payload
 
 
@@ -439,17 +440,21 @@ def _preset_of(model_path):
 
 def calibration_frames(model, data="procedural", num_sequences=64, mnist_path=None, seed=0):
     """Training-split Moving MNIST inputs for int8 calibration, (N, T_in, H, W, C) float32."""
-    from kerastp.data import moving_mnist
+    from kerastp.data import moving_mnist_dataset
 
-    rng = np.random.default_rng([seed, 7])
-    digits = moving_mnist._digits_for(data, "train", mnist_path)
-    generator = moving_mnist.MovingMNIST(
-        digits, model.height, num_frames=model.input_frames + model.output_frames
+    dataset = moving_mnist_dataset(
+        data,
+        "train",
+        batch_size=num_sequences,
+        input_frames=model.input_frames,
+        output_frames=model.output_frames,
+        image_size=model.height,
+        num_sequences=num_sequences,
+        seed=seed,
+        path=mnist_path,
     )
-    past, _ = moving_mnist.split_frames(
-        generator.generate(num_sequences, rng), model.input_frames, model.output_frames
-    )
-    return past
+    past, _ = next(iter(dataset))
+    return past.numpy()
 
 
 def export_artifacts(

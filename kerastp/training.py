@@ -27,7 +27,7 @@ import keras  # noqa: E402
 
 from kerastp import registry  # noqa: E402
 from kerastp.data import moving_mnist  # noqa: E402
-from kerastp.export import _write_json  # noqa: E402
+from kerastp.export import write_json  # noqa: E402
 from kerastp.metrics import ForecastEvaluator  # noqa: E402
 
 DATA_SOURCES = ("procedural", "mnist")
@@ -237,7 +237,7 @@ def train(config=None, callbacks=None, **kwargs):
     # Everything the run needs exists: only now does the run directory get written, so a
     # failed start leaves nothing that would block the corrected command.
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(config_file, resolved)
+    write_json(config_file, resolved)
     checkpoints = run_dir / "checkpoints"
     checkpoints.mkdir(exist_ok=True)
     extra_callbacks = list(callbacks or [])
@@ -281,7 +281,7 @@ def train(config=None, callbacks=None, **kwargs):
             batch_size=config.batch_size,
         )
         metrics["train_seconds"] = seconds
-        _write_json(run_dir / "metrics.json", metrics)
+        write_json(run_dir / "metrics.json", metrics)
     return {
         "model": model,
         "run_dir": str(run_dir),
