@@ -27,12 +27,17 @@ _LAZY = {
     "Forecaster": "kerastp.models.base",
     "STLight": "kerastp.models.stlight",
     "USTEP": "kerastp.models.ustep",
+    "ConvLSTM": "kerastp.models.conv_lstm",
+    "PredRNN": "kerastp.models.predrnn",
+    "SimVP": "kerastp.models.simvp",
+    "TAU": "kerastp.models.tau",
     # FLOPs
     "count_macs": "kerastp.flops",
     # training and evaluation
     "TrainConfig": "kerastp.training",
     "train": "kerastp.training",
     "evaluate": "kerastp.training",
+    "load_model": "kerastp.training",
     # export
     "export_keras": "kerastp.export",
     "export_saved_model": "kerastp.export",

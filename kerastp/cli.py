@@ -49,10 +49,15 @@ def cmd_list(args):
             f"{fmt(row['fvcore_macs']):>15}{fmt(row['paper_flops']):>13}"
             f"  {get_preset(row['preset'])['description']}"
         )
+        if row["paper_unused_params"]:
+            print(
+                f"{'':<32}(+{fmt(row['paper_unused_params'])} declared but unused in the "
+                f"reference code = {fmt(row['params'] + row['paper_unused_params'])})"
+            )
     print(
         "\nMACs (all): multiply-accumulates of every layer for one 10-frame forecast.\n"
-        "MACs (fvcore): the papers' convention - fvcore skips 'same'-padded depth-wise convs\n"
-        "and counts BatchNorm; compare this column with the paper's FLOPs."
+        "MACs (fvcore): the papers' convention (fvcore on the PyTorch twin: counts norms, and\n"
+        "skips depth-wise convs declared padding='same'); compare it with the paper's FLOPs."
     )
     return 0
 

@@ -8,10 +8,12 @@ Two totals are reported:
 
 - `macs`: multiply-accumulates of every layer, depth-wise convolutions included;
 - `fvcore_macs`: what fvcore (the counter the STLight paper and OpenSTL report) gives for the
-  PyTorch twin of the model. fvcore has no handle for convolutions declared with
-  `padding="same"` (PyTorch traces them as a different op) and skips them silently, and it
-  counts inference BatchNorm as 2 operations per element (affine). So: all convolutions and
-  matrix products except 'same'-padded depth-wise convolutions, plus 2 * elements per BatchNorm.
+  PyTorch twin of the model: all convolutions and matrix products, 2 operations per element
+  for inference BatchNorm and 5 for GroupNorm / LayerNorm (affine), nothing for activations
+  and element-wise arithmetic. fvcore has no handle for convolutions declared with
+  `padding="same"` (PyTorch traces them as a different op) and skips them silently; models
+  whose PyTorch twin declares its depth-wise convolutions that way (STLight) set
+  `fvcore_skips_same_padding = True`, and those convolutions are left out of their total.
 """
 
 import dataclasses
@@ -69,10 +71,23 @@ class MacReport:
 
 
 def _spatial(shape):
-    return math.prod(int(d) for d in shape[1:-1])
+    """Positions a convolution visits: the leading (batch) axis times the spatial axes.
+
+    Models fold time into the leading axis (an encoder shared over frames sees B*T images),
+    so the leading axis must be counted, not assumed to be 1.
+    """
+    return _lead(shape) * math.prod(int(d) for d in shape[1:-1])
 
 
-def _layer_macs(layer, input_shape, output_shape):
+def _lead(shape):
+    return 1 if shape[0] is None else int(shape[0])
+
+
+def _elements(shape):
+    return _lead(shape) * math.prod(int(d) for d in shape[1:])
+
+
+def _layer_macs(layer, input_shape, output_shape, skip_same_grouped=False):
     """(macs, fvcore_macs) of one call; None for layers that do no counted work."""
     if isinstance(layer, keras.layers.DepthwiseConv2D | keras.layers.DepthwiseConv1D):
         macs = (
@@ -81,7 +96,7 @@ def _layer_macs(layer, input_shape, output_shape):
             * int(input_shape[-1])
             * layer.depth_multiplier
         )
-        return macs, 0 if layer.padding == "same" else macs
+        return macs, 0 if skip_same_grouped and layer.padding == "same" else macs
     if isinstance(layer, keras.layers.Conv2DTranspose | keras.layers.Conv1DTranspose):
         macs = (
             _spatial(input_shape)
@@ -98,9 +113,9 @@ def _layer_macs(layer, input_shape, output_shape):
             * (int(input_shape[-1]) // groups)
             * layer.filters
         )
-        return macs, 0 if layer.padding == "same" and groups > 1 else macs
+        return macs, 0 if skip_same_grouped and layer.padding == "same" and groups > 1 else macs
     if isinstance(layer, keras.layers.Dense):
-        macs = math.prod(int(d) for d in output_shape[1:]) * int(input_shape[-1])
+        macs = _elements(output_shape) * int(input_shape[-1])
         return macs, macs
     if isinstance(layer, keras.layers.EinsumDense):
         # Each output element sums over the kernel axes that do not appear in the output.
@@ -111,11 +126,15 @@ def _layer_macs(layer, input_shape, output_shape):
             for axis, size in zip(kernel_spec, layer.kernel.shape, strict=True)
             if axis not in output_spec
         )
-        macs = math.prod(int(d) for d in output_shape[1:]) * contracted
+        macs = _elements(output_shape) * contracted
         return macs, macs
     if isinstance(layer, keras.layers.BatchNormalization):
-        elements = math.prod(int(d) for d in input_shape[1:])
+        elements = _elements(input_shape)
         return 0, 2 * elements if (layer.center or layer.scale) else elements
+    if isinstance(layer, keras.layers.GroupNormalization | keras.layers.LayerNormalization):
+        # fvcore's norm counter: 5 operations per element with an affine transform, else 4.
+        elements = _elements(input_shape)
+        return 0, 5 * elements if (layer.center or layer.scale) else 4 * elements
     extra = getattr(layer, "extra_macs", None)
     if callable(extra):
         macs = int(extra(input_shape, output_shape))
@@ -148,13 +167,16 @@ def count_macs(model, batch_size=1):
     """
     rows = {}
     wrapped = []
+    skip_same_grouped = bool(getattr(model, "fvcore_skips_same_padding", False))
 
     def wrap(layer, path):
         original = layer.call
 
         def counted_call(*args, **kwargs):
             outputs = original(*args, **kwargs)
-            counted = _layer_macs(layer, _shape_of(args[0]), _shape_of(outputs))
+            counted = _layer_macs(
+                layer, _shape_of(args[0]), _shape_of(outputs), skip_same_grouped
+            )
             if counted is not None:
                 row = rows.setdefault(path, LayerCount(path, type(layer).__name__, 0, 0, 0))
                 row.calls += 1

@@ -299,6 +299,7 @@ def load_model(path):
         path = path / "model.keras"
     if not path.is_file():
         raise FileNotFoundError(f"No kerastp model at {path} (expected a .keras file or a run dir)")
+    registry.register_serializables()
     try:
         return keras.saving.load_model(path)
     except (ValueError, OSError, KeyError) as error:

@@ -141,3 +141,32 @@ def test_readme_library_example_runs(tmp_path, monkeypatch):
     assert namespace["forecast"].shape == (8, 10, 64, 64, 1)
     assert (tmp_path / "stlight_tiny.keras").is_file()
     assert (tmp_path / "stlight_tiny.tflite").is_file()
+
+
+def test_a_fresh_process_loads_every_model(tmp_path):
+    """`kerastp.load_model` registers every kerastp class itself (models, optimizer, losses)."""
+    import subprocess
+    import sys
+
+    from kerastp import registry
+
+    expected = {}
+    for preset in registry.list_presets(tiny=True):
+        model = registry.build_model(preset)
+        model.compile(total_steps=10)
+        path = tmp_path / f"{preset}.keras"
+        model.save(path)
+        expected[str(path)] = type(model).__name__
+    script = (
+        "import json, sys\n"
+        "from kerastp import load_model\n"
+        "print(json.dumps({p: type(load_model(p)).__name__ for p in sys.argv[1:]}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, *expected],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == expected

@@ -1,9 +1,25 @@
 """gSTA: the gated spatio-temporal attention block of SimVP v2 (OpenSTL's `GASubBlock`)."""
 
+import math
+
 import keras
 from keras import ops
 
 from kerastp.validation import positive_ints
+
+
+def pytorch_default_init(fan_in):
+    """PyTorch's default `Conv2d`/`Linear` init as Keras initialisers (kernel, bias).
+
+    Kernels: kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)), which
+    is `VarianceScaling(1/3, "fan_in", "uniform")`; biases: the same bound, which Keras cannot
+    derive from a bias shape, hence `fan_in` (in_channels / groups * k * k).
+    """
+    bound = 1.0 / math.sqrt(fan_in)
+    return (
+        keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
+        keras.initializers.RandomUniform(-bound, bound),
+    )
 
 
 def pytorch_conv_init():
@@ -57,6 +73,8 @@ class GSTABlock(keras.layers.Layer):
         dilation: int, dilation of the LKA's second depth-wise convolution.
         init_value: float, initial layer scale.
         drop_rate: float, dropout in the MLP.
+        drop_path: float, stochastic depth: the probability that a sample skips each
+            residual branch (timm's `DropPath`; survivors are scaled by 1 / (1 - drop_path)).
         **kwargs: base `keras.layers.Layer` arguments.
 
     Call arguments:
@@ -81,6 +99,7 @@ class GSTABlock(keras.layers.Layer):
         dilation=3,
         init_value=1e-2,
         drop_rate=0.0,
+        drop_path=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -93,27 +112,37 @@ class GSTABlock(keras.layers.Layer):
         self.dilation = dilation
         self.init_value = float(init_value)
         self.drop_rate = float(drop_rate)
+        self.drop_path = float(drop_path)
+        for name, rate in (("drop_rate", self.drop_rate), ("drop_path", self.drop_path)):
+            if not 0.0 <= rate < 1.0:
+                raise ValueError(f"`{name}` must lie in [0, 1), got {name}={rate!r}")
 
         local_kernel = 2 * dilation - 1
         far = kernel_size // dilation
         far_kernel = max(1, far + (far % 2 - 1))
         hidden = int(dim * mlp_ratio)
         self.norm_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="norm_1")
-        self.proj_1 = _conv(dim, 1, "proj_1")
-        self.lka_local = _depthwise(local_kernel, "lka_local")
-        self.lka_far = _depthwise(far_kernel, "lka_far", dilation=dilation)
-        self.lka_gate = _conv(2 * dim, 1, "lka_gate")
-        self.proj_2 = _conv(dim, 1, "proj_2")
+        self._create_attention(local_kernel, far_kernel)
         self.norm_2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="norm_2")
         self.fc_1 = _conv(hidden, 1, "fc_1")
         self.mlp_depthwise = _depthwise(3, "mlp_depthwise")
         self.fc_2 = _conv(dim, 1, "fc_2")
         self.dropout = keras.layers.Dropout(self.drop_rate)
+        # One keep/drop decision per sample for the whole residual branch.
+        self.branch_drop = keras.layers.Dropout(self.drop_path, noise_shape=(None, 1, 1, 1))
+
+    def _create_attention(self, local_kernel, far_kernel):
+        """Creates `proj_1`, the LKA (`lka_local`, `lka_far`, `lka_gate`) and `proj_2`."""
+        self.proj_1 = _conv(self.dim, 1, "proj_1")
+        self.lka_local = _depthwise(local_kernel, "lka_local")
+        self.lka_far = _depthwise(far_kernel, "lka_far", dilation=self.dilation)
+        self.lka_gate = _conv(2 * self.dim, 1, "lka_gate")
+        self.proj_2 = _conv(self.dim, 1, "proj_2")
 
     def build(self, input_shape):
         if input_shape[-1] != self.dim:
             raise ValueError(
-                f"GSTABlock(dim={self.dim}) got inputs with {input_shape[-1]} channels "
+                f"{type(self).__name__}(dim={self.dim}) got inputs with {input_shape[-1]} channels "
                 f"(input shape {tuple(input_shape)})"
             )
         hidden_shape = (*input_shape[:-1], int(self.dim * self.mlp_ratio))
@@ -132,21 +161,24 @@ class GSTABlock(keras.layers.Layer):
             shape=(self.dim,), initializer=scale, name="layer_scale_2"
         )
 
+    def _gating(self, x):
+        """The LKA gating unit: `sigmoid(g) * f` with `[f, g] = Conv1x1(LKA(x))`."""
+        f, g = ops.split(self.lka_gate(self.lka_far(self.lka_local(x))), 2, axis=-1)
+        return ops.sigmoid(g) * f
+
     def _spatial_attention(self, x):
         shortcut = x
         x = ops.gelu(self.proj_1(x), approximate=False)
-        attention = self.lka_gate(self.lka_far(self.lka_local(x)))
-        f, g = ops.split(attention, 2, axis=-1)
-        x = self.proj_2(ops.sigmoid(g) * f)
-        return x + shortcut
+        return self.proj_2(self._gating(x)) + shortcut
 
     def call(self, inputs, training=None):
         x = inputs
-        x = x + self.layer_scale_1 * self._spatial_attention(self.norm_1(x, training=training))
+        attention = self._spatial_attention(self.norm_1(x, training=training))
+        x = x + self.branch_drop(self.layer_scale_1 * attention, training=training)
         mlp = self.fc_1(self.norm_2(x, training=training))
         mlp = self.dropout(ops.gelu(self.mlp_depthwise(mlp), approximate=False), training=training)
         mlp = self.dropout(self.fc_2(mlp), training=training)
-        return x + self.layer_scale_2 * mlp
+        return x + self.branch_drop(self.layer_scale_2 * mlp, training=training)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
@@ -161,6 +193,7 @@ class GSTABlock(keras.layers.Layer):
                 "dilation": self.dilation,
                 "init_value": self.init_value,
                 "drop_rate": self.drop_rate,
+                "drop_path": self.drop_path,
             }
         )
         return config

@@ -82,7 +82,8 @@ class StackedFrameAttention(keras.layers.Layer):
     def extra_macs(self, input_shape, output_shape):
         """Attention products (QK^T and AV), which are not layers, for `kerastp.flops`."""
         tokens = int(input_shape[1]) * int(input_shape[2])
-        return 2 * tokens * tokens * self.dim
+        lead = 1 if input_shape[0] is None else int(input_shape[0])
+        return 2 * lead * tokens * tokens * self.dim
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

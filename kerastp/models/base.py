@@ -170,7 +170,8 @@ class Forecaster(keras.Model):
                 the one-cycle policy of the STLight paper (learning rate and beta_1 cycled,
                 see `kerastp.optimizers.one_cycle_adam`) peaking at `learning_rate`;
                 without, a constant `learning_rate`. Anything Keras accepts is passed on.
-            loss: `"auto"` is the mean squared error.
+            loss: `"auto"` is the model's `default_loss()` (the mean squared error unless a
+                model's paper trains with more, e.g. TAU).
             metrics: `"auto"` gives `FrameMSE` and `FrameMAE` (OpenSTL's per-frame sums).
             learning_rate: float; default `default_learning_rate` of the model class.
             total_steps: int, optimizer steps of the run (epochs * steps per epoch), which
@@ -187,10 +188,14 @@ class Forecaster(keras.Model):
             else:
                 optimizer = ScheduledAdam(learning_rate=peak, epsilon=1e-8)
         if isinstance(loss, str) and loss == "auto":
-            loss = keras.losses.MeanSquaredError()
+            loss = self.default_loss()
         if isinstance(metrics, str) and metrics == "auto":
             metrics = [kerastp_metrics.FrameMSE(), kerastp_metrics.FrameMAE()]
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def default_loss(self):
+        """The training loss `compile(loss="auto")` uses: the mean squared error."""
+        return keras.losses.MeanSquaredError()
 
     def compile_from_config(self, config):
         """Restores the compiled state saved in a `.keras` file (optimizer, loss, metrics)."""

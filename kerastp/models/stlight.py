@@ -60,6 +60,9 @@ class STLight(Forecaster):
     """
 
     default_learning_rate = 3e-3
+    #: The PyTorch twin declares its depth-wise convolutions with padding="same", which
+    #: fvcore does not count (see `kerastp.flops`).
+    fvcore_skips_same_padding = True
 
     def __init__(
         self,
