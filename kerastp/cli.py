@@ -131,9 +131,45 @@ def cmd_export(args):
         quantize=args.quantize,
         data=args.data,
         mnist_path=args.mnist_path,
+        max_metric_increase=args.max_metric_increase,
     )
     for kind, (path, sidecar) in written.items():
-        print(f"{kind:<12} {path}  parity max abs error {sidecar['parity']['max_abs_error']:.2e}")
+        parity = sidecar["parity"]
+        line = f"{kind:<12} {path}  parity max abs error {parity['max_abs_error']:.2e}"
+        if "mse_relative_increase" in parity:
+            line += (
+                f"; MSE on {parity['held_out_sequences']} held-out sequences "
+                f"{parity['mse_keras']:.2f} -> {parity['mse_tflite']:.2f} "
+                f"({100 * parity['mse_relative_increase']:+.2f}%)"
+            )
+        print(line)
+    return 0
+
+
+def cmd_bench(args):
+    from kerastp.bench import bench_path
+
+    rows = []
+    for target in args.model:
+        for row in bench_path(
+            target,
+            batch_size=args.batch_size,
+            threads=args.threads,
+            warmup=args.warmup,
+            runs=args.runs,
+            max_seconds=args.max_seconds,
+        ):
+            rows.append({"model": target, **row})
+    if args.json:
+        _print_json(rows)
+        return 0
+    print(f"{'model':<40}{'runtime':<14}{'threads':>8}{'batch':>6}{'median ms':>11}{'p90 ms':>9}")
+    for row in rows:
+        threads = "-" if row["threads"] is None else row["threads"]
+        print(
+            f"{row['model']:<40}{row['runtime']:<14}{threads:>8}{row['batch_size']:>6}"
+            f"{row['median_ms']:>11.2f}{row['p90_ms']:>9.2f}"
+        )
     return 0
 
 
@@ -256,10 +292,31 @@ def build_parser():
         default="none",
         help="TFLite quantisation (int8: calibrated on training sequences of --data)",
     )
+    p.add_argument(
+        "--max-metric-increase",
+        type=float,
+        default=0.10,
+        help="refuse dynamic/int8 TFLite whose MSE on held-out sequences is this much higher "
+        "(relative) than the Keras model's (default 0.10)",
+    )
     _add_data_args(p)
     p.add_argument("--saved-model-dir", default="saved_models")
     p.add_argument("--tflite-dir", default="tflite")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("bench", help="forecast latency (median of timed runs after warm-up)")
+    p.add_argument(
+        "model",
+        nargs="+",
+        help="preset name, .keras file, run directory, SavedModel directory or .tflite file",
+    )
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="LiteRT threads")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--max-seconds", type=float, default=30.0, help="timed seconds per runtime")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("predict", help="forecast one sequence: PNG strip + animated GIF")
     p.add_argument("--model", required=True, help=".keras, .tflite, SavedModel dir or run dir")

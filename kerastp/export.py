@@ -268,9 +268,72 @@ def export_saved_model(model, path, *, preset=None, data_scale=None, probe=None)
 #: (float input and output), and full int8 with int8 input and output.
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8", "int8_io")
 
-#: Quantised conversions are judged by their error against the Keras model, relative to the
-#: energy of the Keras output: mean((lite - keras)^2) / mean(keras^2).
+#: fp16 conversions must reproduce the Keras model within this max abs error.
+FP16_TOLERANCE = 1e-2
+
+#: Integer conversions (dynamic range, int8, int8 I/O) are judged by what they do to the
+#: forecast: the relative increase of the MSE on held-out sequences (`validation_data`),
+#: (mse_tflite - mse_keras) / mse_keras, must not exceed this (settable per export).
+MAX_METRIC_INCREASE = 0.10
+
+#: Without held-out sequences, integer conversions fall back to their error against the Keras
+#: model, relative to the energy of the Keras output: mean((lite - keras)^2) / mean(keras^2).
 QUANTIZED_MAX_RELATIVE_ERROR = {"fp16": 1e-3, "dynamic": 0.05, "int8": 0.05, "int8_io": 0.05}
+
+
+def _mse(pred, true):
+    """OpenSTL's MSE: per-frame sum of squared errors, averaged over sequences and frames."""
+    return float(np.mean(np.sum((pred - true) ** 2, axis=(2, 3, 4))))
+
+
+def _quantized_parity(quantize, expected, got, sizes, validation, limits):
+    """Judges a quantised conversion; raises `ExportVerificationError` when it fails."""
+    parity = {
+        "max_abs_error": float(np.max(np.abs(got - expected))),
+        "relative_squared_error": float(
+            np.mean((got - expected) ** 2) / max(np.mean(expected**2), 1e-12)
+        ),
+        "batch_sizes": sizes,
+    }
+    if quantize == "fp16":
+        parity.update(judged_by="max_abs_error", tolerance=FP16_TOLERANCE)
+        parity["passed"] = bool(parity["max_abs_error"] <= FP16_TOLERANCE)
+        if not parity["passed"]:
+            raise ExportVerificationError(
+                f"TFLite fp16 export does not reproduce the Keras model: max abs error "
+                f"{parity['max_abs_error']:.3g} > {FP16_TOLERANCE:.3g}; nothing was written"
+            )
+        return parity
+    if validation is not None:
+        keras_pred, lite_pred, future = validation
+        mse_keras, mse_lite = _mse(keras_pred, future), _mse(lite_pred, future)
+        increase = (mse_lite - mse_keras) / max(mse_keras, 1e-12)
+        limit = limits["metric"]
+        parity.update(
+            judged_by="mse_increase_on_held_out_sequences",
+            held_out_sequences=len(future),
+            mse_keras=mse_keras,
+            mse_tflite=mse_lite,
+            mse_relative_increase=increase,
+            tolerance=limit,
+            passed=bool(increase <= limit),
+        )
+        if not parity["passed"]:
+            raise ExportVerificationError(
+                f"TFLite {quantize} export raises the MSE on {len(future)} held-out sequences "
+                f"from {mse_keras:.4g} to {mse_lite:.4g} (+{100 * increase:.2f}%), above the "
+                f"allowed +{100 * limit:.2f}% (`max_metric_increase`); nothing was written"
+            )
+        return parity
+    limit = limits["relative"]
+    parity.update(judged_by="relative_squared_error", tolerance=limit)
+    parity["passed"] = bool(parity["relative_squared_error"] <= limit)
+    if not parity["passed"]:
+        raise ExportVerificationError(
+            f"TFLite {quantize} export is too far from the Keras model: relative squared "
+            f"error {parity['relative_squared_error']:.3g} > {limit:.3g}; nothing was written"
+        )
+    return parity
 
 
 def convert_to_tflite(saved_model_dir, quantize="none", representative_data=None):
@@ -318,6 +381,8 @@ def export_tflite(
     *,
     quantize="none",
     representative_data=None,
+    validation_data=None,
+    max_metric_increase=MAX_METRIC_INCREASE,
     max_relative_error=None,
     preset=None,
     data_scale=None,
@@ -326,18 +391,28 @@ def export_tflite(
     """Writes a TFLite model (builtin ops only) and verifies it with LiteRT before keeping it.
 
     The model keeps the dynamic batch (the interpreter resizes its input); it is run at two
-    batch sizes with `ai_edge_litert` and compared with the Keras model. float32 must agree
-    within `TOLERANCES["tflite"]` (max abs error); quantised models within
-    `max_relative_error` of relative squared error (default `QUANTIZED_MAX_RELATIVE_ERROR`).
-    The operator list and the measured errors go into the sidecar.
+    batch sizes with `ai_edge_litert` and compared with the Keras model:
+
+    - float32 must agree within `TOLERANCES["tflite"]` (max abs error, 1e-4);
+    - fp16 within `FP16_TOLERANCE` (max abs error, 1e-2);
+    - dynamic-range, int8 and int8-I/O are judged by the forecast: with `validation_data`
+      (held-out `(past, future)` sequences) the relative increase of the MSE over the Keras
+      model's must not exceed `max_metric_increase`; without it, by the relative squared
+      error against the Keras model on the probe (`max_relative_error`, default
+      `QUANTIZED_MAX_RELATIVE_ERROR`).
+
+    A conversion that fails leaves no file behind. The operator list, the errors and the
+    metrics go into the sidecar.
 
     Args:
         model: a kerastp `Forecaster`.
         path: destination ending in `.tflite`.
         quantize: one of `QUANTIZATIONS`.
-        representative_data: calibration frames for int8 (default: the probe batch; pass
-            training sequences for a useful calibration).
-        max_relative_error: float or None, the refusal threshold for quantised models.
+        representative_data: calibration frames for int8, (N, T_in, H, W, C) from the
+            training data (default: the probe batch, which calibrates poorly).
+        validation_data: optional `(past, future)` arrays of held-out sequences.
+        max_metric_increase: float, allowed relative MSE increase for integer conversions.
+        max_relative_error: float or None, the fallback threshold without `validation_data`.
         preset, data_scale, probe: as in `export_saved_model`.
 
     Returns:
@@ -350,6 +425,11 @@ def export_tflite(
         raise ValueError(f"`path` must end in .tflite, got {str(path)!r}")
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"`quantize` must be one of {QUANTIZATIONS}, got quantize={quantize!r}")
+    if not float(max_metric_increase) >= 0.0:
+        raise ValueError(
+            f"`max_metric_increase` must be >= 0, got max_metric_increase={max_metric_increase!r}"
+        )
+    validation = _validation_arrays(model, validation_data)
     probe = probe_batch(model, batch_size=3) if probe is None else np.asarray(probe, np.float32)
     if representative_data is None and quantize in ("int8", "int8_io"):
         representative_data = probe
@@ -365,24 +445,23 @@ def export_tflite(
         if quantize == "none":
             parity = _parity(expected, got, TOLERANCES["tflite"], sizes, "TFLite")
         else:
-            limit = (
-                QUANTIZED_MAX_RELATIVE_ERROR[quantize]
-                if max_relative_error is None
-                else float(max_relative_error)
-            )
-            relative = float(np.mean((got - expected) ** 2) / max(np.mean(expected**2), 1e-12))
-            parity = {
-                "max_abs_error": float(np.max(np.abs(got - expected))),
-                "relative_squared_error": relative,
-                "tolerance": limit,
-                "batch_sizes": sizes,
-                "passed": bool(relative <= limit),
-            }
-            if not parity["passed"]:
-                raise ExportVerificationError(
-                    f"TFLite {quantize} export is too far from the Keras model: relative squared "
-                    f"error {relative:.3g} > {limit:.3g}; nothing was written"
+            judged = None
+            if validation is not None and quantize != "fp16":
+                past, future = validation
+                judged = (
+                    _predict_in_batches(lambda b: _reference(model, b), past),
+                    _predict_in_batches(forecaster.predict, past),
+                    future,
                 )
+            limits = {
+                "metric": float(max_metric_increase),
+                "relative": (
+                    QUANTIZED_MAX_RELATIVE_ERROR[quantize]
+                    if max_relative_error is None
+                    else float(max_relative_error)
+                ),
+            }
+            parity = _quantized_parity(quantize, expected, got, sizes, judged, limits)
         tmp = tmp_dir / path.name
         tmp.write_bytes(content)
         _replace(tmp, path)
@@ -390,6 +469,38 @@ def export_tflite(
         _remove(tmp_dir)
     extra = {"ops": forecaster.ops, "quantization": quantize, "bytes": len(content)}
     return _sidecar(model, "tflite", path, parity, preset, data_scale, extra)
+
+
+def _predict_in_batches(predict, past, batch_size=16):
+    return np.concatenate(
+        [predict(past[i : i + batch_size]) for i in range(0, len(past), batch_size)], axis=0
+    )
+
+
+def _validation_arrays(model, validation_data):
+    """Checks `(past, future)` held-out arrays against the model's contract."""
+    if validation_data is None:
+        return None
+    from kerastp.models.base import check_frames_array
+
+    try:
+        past, future = validation_data
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            "`validation_data` must be a (past, future) pair of arrays of held-out sequences"
+        ) from error
+    shape = dict(height=model.height, width=model.width, channels=model.channels)
+    past = check_frames_array(
+        past, name="validation_data[0] (past)", frames_per_sequence=model.input_frames, **shape
+    )
+    future = check_frames_array(
+        future, name="validation_data[1] (future)", frames_per_sequence=model.output_frames, **shape
+    )
+    if len(past) != len(future):
+        raise ValueError(
+            f"`validation_data` holds {len(past)} past and {len(future)} future sequences"
+        )
+    return past, future
 
 
 def export_all(
@@ -440,11 +551,20 @@ def _preset_of(model_path):
 
 def calibration_frames(model, data="procedural", num_sequences=64, mnist_path=None, seed=0):
     """Training-split Moving MNIST inputs for int8 calibration, (N, T_in, H, W, C) float32."""
+    return _moving_mnist_pairs(model, "train", data, num_sequences, mnist_path, seed)[0]
+
+
+def held_out_sequences(model, data="procedural", num_sequences=64, mnist_path=None, seed=0):
+    """Test-split Moving MNIST `(past, future)` (test digits) to judge quantised exports."""
+    return _moving_mnist_pairs(model, "test", data, num_sequences, mnist_path, seed)
+
+
+def _moving_mnist_pairs(model, split, data, num_sequences, mnist_path, seed):
     from kerastp.data import moving_mnist_dataset
 
     dataset = moving_mnist_dataset(
         data,
-        "train",
+        split,
         batch_size=num_sequences,
         input_frames=model.input_frames,
         output_frames=model.output_frames,
@@ -453,8 +573,8 @@ def calibration_frames(model, data="procedural", num_sequences=64, mnist_path=No
         seed=seed,
         path=mnist_path,
     )
-    past, _ = next(iter(dataset))
-    return past.numpy()
+    past, future = next(iter(dataset))
+    return past.numpy(), future.numpy()
 
 
 def export_artifacts(
@@ -466,6 +586,7 @@ def export_artifacts(
     quantize="none",
     data="procedural",
     mnist_path=None,
+    max_metric_increase=MAX_METRIC_INCREASE,
 ):
     """Loads a trained model (`.keras` file or run directory) and exports the given formats.
 
@@ -477,7 +598,9 @@ def export_artifacts(
         saved_model_dir: where `.keras` and SavedModel go.
         tflite_dir: where `.tflite` goes.
         quantize: TFLite quantisation, one of `QUANTIZATIONS`.
-        data, mnist_path: where int8 calibration sequences come from (training split).
+        data, mnist_path: Moving MNIST digits for int8 calibration (training split) and for
+            judging integer conversions (64 held-out sequences of test digits).
+        max_metric_increase: allowed relative MSE increase of integer conversions.
 
     Returns:
         dict mapping each format to (path, sidecar).
@@ -507,6 +630,9 @@ def export_artifacts(
                 kwargs["representative_data"] = calibration_frames(
                     model, data, mnist_path=mnist_path
                 )
+            if quantize in ("dynamic", "int8", "int8_io"):
+                kwargs["validation_data"] = held_out_sequences(model, data, mnist_path=mnist_path)
+                kwargs["max_metric_increase"] = max_metric_increase
         written["tflite"] = (
             path,
             export_tflite(model, path, quantize=quantize, preset=preset, **kwargs),

@@ -174,9 +174,7 @@ def count_macs(model, batch_size=1):
 
         def counted_call(*args, **kwargs):
             outputs = original(*args, **kwargs)
-            counted = _layer_macs(
-                layer, _shape_of(args[0]), _shape_of(outputs), skip_same_grouped
-            )
+            counted = _layer_macs(layer, _shape_of(args[0]), _shape_of(outputs), skip_same_grouped)
             if counted is not None:
                 row = rows.setdefault(path, LayerCount(path, type(layer).__name__, 0, 0, 0))
                 row.calls += 1

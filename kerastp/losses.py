@@ -61,7 +61,9 @@ class MSEWithDifferentialDivergence(keras.losses.Loss):
     0.0
     """
 
-    def __init__(self, weight=0.1, temperature=0.1, name="mse_with_differential_divergence", **kwargs):
+    def __init__(
+        self, weight=0.1, temperature=0.1, name="mse_with_differential_divergence", **kwargs
+    ):
         super().__init__(name=name, **kwargs)
         if not float(weight) >= 0.0:
             raise ValueError(f"`weight` must be >= 0, got weight={weight!r}")

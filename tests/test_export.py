@@ -159,6 +159,61 @@ def test_quantized_tflite_is_verified_and_recorded(model, tmp_path, quantize):
     assert sidecar["bytes"] < float_size
 
 
+def test_fp16_is_judged_by_max_abs_error(model, tmp_path):
+    sidecar = export.export_tflite(model, tmp_path / "h.tflite", quantize="fp16")
+    parity = sidecar["parity"]
+    assert parity["judged_by"] == "max_abs_error"
+    assert parity["tolerance"] == export.FP16_TOLERANCE == 1e-2
+    assert 0 < parity["max_abs_error"] <= 1e-2
+
+
+def test_integer_export_is_judged_by_the_metric_on_held_out_sequences(model, tmp_path):
+    rng = np.random.default_rng(5)
+    calibration = rng.random((8, 10, 64, 64, 1), dtype=np.float32)
+    past = rng.random((6, 10, 64, 64, 1), dtype=np.float32)
+    future = rng.random((6, 4, 64, 64, 1), dtype=np.float32)
+    path = tmp_path / "q.tflite"
+    sidecar = export.export_tflite(
+        model,
+        path,
+        quantize="int8",
+        representative_data=calibration,
+        validation_data=(past, future),
+        max_metric_increase=0.25,
+    )
+    parity = sidecar["parity"]
+    assert parity["judged_by"] == "mse_increase_on_held_out_sequences"
+    assert parity["held_out_sequences"] == 6 and parity["tolerance"] == 0.25
+
+    def mse(pred):  # OpenSTL: per-frame sum, averaged over sequences and frames
+        return float(np.mean(np.sum((pred - future) ** 2, axis=(2, 3, 4))))
+
+    keras_mse = mse(np.asarray(model(past, training=False)))
+    lite_mse = mse(LiteForecaster(path).predict(past))
+    assert parity["mse_keras"] == pytest.approx(keras_mse, rel=1e-5)
+    assert parity["mse_tflite"] == pytest.approx(lite_mse, rel=1e-5)
+    assert parity["mse_relative_increase"] == pytest.approx(
+        (lite_mse - keras_mse) / keras_mse, rel=1e-4, abs=1e-9
+    )
+    # Judged against the float model's own forecast, the float MSE is 0 and any quantisation
+    # error is an unbounded increase: refused, and nothing is left behind.
+    own = np.asarray(model(past, training=False))
+    target = tmp_path / "refused.tflite"
+    with pytest.raises(export.ExportVerificationError, match="held-out sequences"):
+        export.export_tflite(
+            model,
+            target,
+            quantize="dynamic",
+            validation_data=(past, own),
+            max_metric_increase=0.5,
+        )
+    assert not target.exists() and not _leftovers(tmp_path)
+    with pytest.raises(ValueError, match=r"validation_data\[1\] \(future\)"):
+        export.export_tflite(model, target, quantize="int8", validation_data=(past, past))
+    with pytest.raises(ValueError, match="max_metric_increase"):
+        export.export_tflite(model, target, quantize="int8", max_metric_increase=-0.1)
+
+
 def test_quantized_export_refused_above_threshold_leaves_nothing(model, tmp_path):
     with pytest.raises(export.ExportVerificationError, match="relative squared error"):
         export.export_tflite(model, tmp_path / "q.tflite", quantize="int8", max_relative_error=0.0)

@@ -27,18 +27,38 @@ def test_training_beats_trivial_forecasts(tmp_path):
     assert history[-1] < history[0]
 
 
-@pytest.mark.parametrize("preset", ["stlight_large"])
+@pytest.mark.parametrize(
+    "preset", ["stlight_large", "convlstm_mmnist", "predrnn_mmnist", "simvp_mmnist", "tau_mmnist"]
+)
 def test_paper_preset_exports_verify(preset, tmp_path):
-    """The largest STLight preset exports to SavedModel and TFLite and matches Keras."""
+    """Full-size presets export to SavedModel and TFLite (builtin ops) and match Keras."""
     model = registry.build_model(preset)
     probe = export.probe_batch(model, batch_size=2, seed=3)
     sm = export.export_saved_model(model, tmp_path / preset, probe=probe)
     assert sm["parity"]["passed"]
     lite = export.export_tflite(model, tmp_path / f"{preset}.tflite", probe=probe)
     assert lite["parity"]["passed"]
+    assert not [op for op in lite["ops"] if op.startswith("Flex") or op == "WHILE"]
     forecaster = LiteForecaster(tmp_path / f"{preset}.tflite", num_threads=2)
     expected = np.asarray(model(probe[:1], training=False))
     np.testing.assert_allclose(forecaster.predict(probe[:1]), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("preset", ["convlstm_tiny", "predrnn_tiny", "simvp_tiny", "tau_tiny"])
+def test_baselines_convert_to_full_int8(preset, tmp_path):
+    """Unrolled recurrences and the translators calibrate and quantise to int8 (no WHILE)."""
+    model = registry.build_model(preset)
+    rng = np.random.default_rng(0)
+    calibration = rng.random((8, 10, 64, 64, 1), dtype=np.float32)
+    sidecar = export.export_tflite(
+        model, tmp_path / "q.tflite", quantize="int8", representative_data=calibration
+    )
+    assert sidecar["parity"]["passed"]
+    assert not [op for op in sidecar["ops"] if op.startswith("Flex") or op == "WHILE"]
+    past = rng.random((2, 10, 64, 64, 1), dtype=np.float32)
+    expected = np.asarray(model(past, training=False))
+    got = LiteForecaster(tmp_path / "q.tflite").predict(past)
+    assert np.mean((got - expected) ** 2) / np.mean(expected**2) < 0.05
 
 
 def test_ustep_ablation_benchmark_smoke(tmp_path):

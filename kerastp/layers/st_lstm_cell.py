@@ -93,9 +93,9 @@ class SpatioTemporalLSTMCell(keras.layers.Layer):
         c_new = ops.sigmoid(f_x + f_h + self.forget_bias) * c + ops.sigmoid(i_x + i_h) * ops.tanh(
             g_x + g_h
         )
-        m_new = ops.sigmoid(f_xm + f_m + self.forget_bias) * m + ops.sigmoid(
-            i_xm + i_m
-        ) * ops.tanh(g_xm + g_m)
+        m_new = ops.sigmoid(f_xm + f_m + self.forget_bias) * m + ops.sigmoid(i_xm + i_m) * ops.tanh(
+            g_xm + g_m
+        )
         memory = ops.concatenate([c_new, m_new], axis=-1)
         o = ops.sigmoid(o_x + o_h + self._conv("o", self.conv_o, memory))
         h_new = o * ops.tanh(self.conv_last(memory))

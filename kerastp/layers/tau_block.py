@@ -115,11 +115,15 @@ class TAUBlock(GSTABlock):
         self.proj_2 = _default_conv(dim, 1, dim, "proj_2")
         hidden = self.channel_hidden
         self.channel_reduce = keras.layers.Dense(
-            hidden, use_bias=False, kernel_initializer=pytorch_default_init(dim)[0],
+            hidden,
+            use_bias=False,
+            kernel_initializer=pytorch_default_init(dim)[0],
             name="channel_reduce",
         )
         self.channel_expand = keras.layers.Dense(
-            dim, use_bias=False, kernel_initializer=pytorch_default_init(hidden)[0],
+            dim,
+            use_bias=False,
+            kernel_initializer=pytorch_default_init(hidden)[0],
             name="channel_expand",
         )
 

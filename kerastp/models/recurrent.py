@@ -101,8 +101,7 @@ class PatchRecurrentForecaster(Forecaster):
         for arg, value in (("height", self.height), ("width", self.width)):
             if value % self.patch_size:
                 raise ValueError(
-                    f"`{arg}` must be divisible by patch_size={self.patch_size}, "
-                    f"got {arg}={value}"
+                    f"`{arg}` must be divisible by patch_size={self.patch_size}, got {arg}={value}"
                 )
         self.layer_norm = bool(layer_norm)
         self.scheduled_sampling = bool(scheduled_sampling)

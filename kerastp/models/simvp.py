@@ -149,7 +149,10 @@ class SimVP(Forecaster):
         ]
         self.decoder = [
             ConvSC(
-                self.hid_s, self.spatio_kernel_dec, sampling="up" if up else None, name=f"decoder_{i}"
+                self.hid_s,
+                self.spatio_kernel_dec,
+                sampling="up" if up else None,
+                name=f"decoder_{i}",
             )
             for i, up in enumerate(reversed(downs))
         ]

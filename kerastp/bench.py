@@ -1,0 +1,225 @@
+"""Forecast latency of kerastp models and artifacts, the way a user would run them.
+
+Runtimes (`RUNTIMES`):
+
+- `keras_eager`: `model(past, training=False)` called eagerly, op by op;
+- `keras_xla`: the same call in a `tf.function(jit_compile=True)`;
+- `saved_model`: the `serving_default` signature of the exported SavedModel;
+- `tflite`: the LiteRT interpreter (`kerastp.lite.LiteForecaster`) at a thread count;
+- `onnxruntime`: ONNX Runtime (CPU) on the model converted by tf2onnx, at a thread count; the
+  peer a user would pick instead (optional: `pip install tf2onnx onnxruntime`).
+
+`time_forecasts` is the one timing loop: warm-up calls first (tracing, compilation, allocator
+warm-up), then timed calls until `runs` are done or `max_seconds` have passed (at least
+`min_runs`); the median is the figure to report.
+"""
+
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+RUNTIMES = ("keras_eager", "keras_xla", "saved_model", "tflite", "onnxruntime")
+
+
+def time_forecasts(forecast, past, *, warmup=3, runs=20, min_runs=5, max_seconds=30.0):
+    """Times `forecast(past)` and returns latency statistics in milliseconds.
+
+    Args:
+        forecast: callable taking a (B, T_in, H, W, C) float32 array; its result is
+            converted to NumPy inside the timed region, so asynchronous runtimes are waited for.
+        past: the input batch.
+        warmup: untimed calls first.
+        runs: timed calls wanted.
+        min_runs: timed calls made even past `max_seconds`.
+        max_seconds: stop adding timed calls after this much timed wall time.
+
+    Returns:
+        dict with `median_ms`, `mean_ms`, `min_ms`, `p90_ms`, `runs`, `warmup`.
+    """
+    for name, value in (("warmup", warmup), ("runs", runs), ("min_runs", min_runs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"`{name}` must be a non-negative integer, got {name}={value!r}")
+    if runs < 1:
+        raise ValueError(f"`runs` must be >= 1, got runs={runs!r}")
+    for _ in range(warmup):
+        np.asarray(forecast(past))
+    times = []
+    spent = 0.0
+    while len(times) < runs and (spent < max_seconds or len(times) < min(min_runs, runs)):
+        start = time.perf_counter()
+        np.asarray(forecast(past))
+        elapsed = time.perf_counter() - start
+        times.append(elapsed * 1e3)
+        spent += elapsed
+    ordered = sorted(times)
+    return {
+        "median_ms": statistics.median(times),
+        "mean_ms": statistics.fmean(times),
+        "min_ms": ordered[0],
+        "p90_ms": ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))],
+        "runs": len(times),
+        "warmup": warmup,
+    }
+
+
+def keras_forecaster(model, jit_compile=False):
+    """A NumPy-in, NumPy-out forecast function of a Keras model (eager, or XLA-compiled)."""
+    import keras
+    import tensorflow as tf
+
+    if not jit_compile:
+        return lambda past: keras.ops.convert_to_numpy(model(past, training=False))
+    compiled = tf.function(lambda past: model(past, training=False), jit_compile=True)
+    return lambda past: compiled(tf.constant(past)).numpy()
+
+
+def saved_model_forecaster(directory):
+    """The forecast function of a kerastp SavedModel's `serving_default` signature."""
+    import tensorflow as tf
+
+    from kerastp.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY
+
+    signature = tf.saved_model.load(os.fspath(directory)).signatures[SIGNATURE_KEY]
+    return lambda past: signature(**{INPUT_NAME: tf.constant(past)})[OUTPUT_NAME].numpy()
+
+
+def tflite_forecaster(path, num_threads=1):
+    """The forecast function of a `.tflite` file under LiteRT at `num_threads`."""
+    from kerastp.lite import LiteForecaster
+
+    return LiteForecaster(path, num_threads=num_threads).predict
+
+
+def _erfc_as_one_minus_erf(ctx, node, name, args):
+    """tf2onnx handler: TensorFlow's exact GELU uses Erfc, which ONNX lacks; 1 - Erf(x)."""
+    from tf2onnx import utils
+
+    node.type = "Erf"
+    one = ctx.make_const(utils.make_name("one"), np.array(1.0, dtype=np.float32))
+    ctx.insert_new_node_on_output(
+        "Sub",
+        node.output[0],
+        inputs=[one.output[0], node.output[0]],
+        name=utils.make_name(f"{node.name}_erfc"),
+    )
+
+
+def convert_to_onnx(model, path, opset=17):
+    """Converts a kerastp model to ONNX with tf2onnx (dynamic batch); returns the path.
+
+    Raises:
+        RuntimeError: tf2onnx is not installed.
+    """
+    try:
+        import tf2onnx
+    except ImportError as error:
+        raise RuntimeError(
+            "ONNX export needs tf2onnx and onnxruntime: pip install tf2onnx onnxruntime"
+        ) from error
+    import tensorflow as tf
+
+    from kerastp.export import INPUT_NAME
+
+    spec = (tf.TensorSpec(model.input_signature_shape, tf.float32, name=INPUT_NAME),)
+
+    @tf.autograph.experimental.do_not_convert
+    def forecast(frames):
+        return model(frames, training=False)
+
+    path = Path(path)
+    tf2onnx.convert.from_function(
+        tf.function(forecast),
+        input_signature=spec,
+        opset=opset,
+        custom_op_handlers={"Erfc": (_erfc_as_one_minus_erf, [])},
+        output_path=os.fspath(path),
+    )
+    return path
+
+
+def onnx_forecaster(path, num_threads=1):
+    """The forecast function of an ONNX file under ONNX Runtime (CPU) at `num_threads`."""
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise RuntimeError("ONNX Runtime is not installed: pip install onnxruntime") from error
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(
+        os.fspath(path), options, providers=["CPUExecutionProvider"]
+    )
+    name = session.get_inputs()[0].name
+    return lambda past: session.run(None, {name: np.asarray(past, np.float32)})[0]
+
+
+def bench_path(path, *, batch_size=1, threads=(1,), warmup=3, runs=20, max_seconds=30.0, seed=0):
+    """Latency of one artifact or model, on the runtimes it can run on.
+
+    Args:
+        path: a `.tflite` file (LiteRT at each thread count), a SavedModel directory, a
+            `.keras` file or run directory (Keras eager and XLA), or a preset name (built with
+            its initial weights: latency does not depend on the values of the weights).
+        batch_size: sequences per forecast.
+        threads: LiteRT thread counts.
+        warmup, runs, max_seconds: see `time_forecasts`.
+        seed: seed of the random input frames.
+
+    Returns:
+        list of dicts: `runtime`, `threads` (None where not settable), `batch_size`,
+        `input_shape`, and the statistics of `time_forecasts`.
+    """
+    from kerastp import registry
+
+    text = os.fspath(path)
+    candidates = []
+    if text in registry.PRESETS or text.endswith(".keras") or Path(text, "model.keras").is_file():
+        if text in registry.PRESETS:
+            model = registry.build_model(text)
+        else:
+            from kerastp.training import load_model
+
+            model = load_model(text)
+        shape = model.input_signature_shape[1:]
+        candidates = [
+            ("keras_eager", None, keras_forecaster(model)),
+            ("keras_xla", None, keras_forecaster(model, jit_compile=True)),
+        ]
+    elif text.endswith(".tflite"):
+        if not Path(text).is_file():
+            raise FileNotFoundError(f"No .tflite file at {text}")
+        from kerastp.lite import LiteForecaster
+
+        shape = LiteForecaster(text).input_shape[1:]
+        candidates = [("tflite", n, tflite_forecaster(text, n)) for n in threads]
+    elif Path(text, "saved_model.pb").is_file():
+        import tensorflow as tf
+
+        from kerastp.export import INPUT_NAME, SIGNATURE_KEY
+
+        signature = tf.saved_model.load(text).signatures[SIGNATURE_KEY]
+        spec = signature.structured_input_signature[1][INPUT_NAME]
+        shape = tuple(spec.shape.as_list()[1:])
+        candidates = [("saved_model", None, saved_model_forecaster(text))]
+    else:
+        raise FileNotFoundError(
+            f"Nothing to benchmark at {text!r}: give a preset name (see `kerastp list`), a "
+            ".keras file, a run directory, a SavedModel directory or a .tflite file"
+        )
+    past = np.random.default_rng(seed).random((batch_size, *shape), dtype=np.float32)
+    rows = []
+    for runtime, num_threads, forecast in candidates:
+        stats = time_forecasts(forecast, past, warmup=warmup, runs=runs, max_seconds=max_seconds)
+        rows.append(
+            {
+                "runtime": runtime,
+                "threads": num_threads,
+                "batch_size": batch_size,
+                "input_shape": [batch_size, *shape],
+                **stats,
+            }
+        )
+    return rows

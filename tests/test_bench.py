@@ -1,0 +1,68 @@
+"""The latency tools: the timing loop, each runtime's forecast function, ONNX conversion."""
+
+import numpy as np
+import pytest
+
+from kerastp import bench, export, registry
+
+
+class _Clock:
+    """A forecast function that advances a fake clock by `step` seconds per call."""
+
+    def __init__(self, monkeypatch, step):
+        self.now = 0.0
+        self.calls = 0
+        self.step = step
+        monkeypatch.setattr(bench.time, "perf_counter", lambda: self.now)
+
+    def __call__(self, past):
+        self.calls += 1
+        self.now += self.step
+        return past
+
+
+def test_timing_loop_counts_runs_and_respects_the_budget(monkeypatch):
+    clock = _Clock(monkeypatch, step=0.010)
+    stats = bench.time_forecasts(clock, np.zeros(3), warmup=2, runs=7, max_seconds=100)
+    assert clock.calls == 2 + 7 and stats["runs"] == 7
+    assert stats["median_ms"] == pytest.approx(10.0) and stats["p90_ms"] == pytest.approx(10.0)
+    # A budget of 25 ms stops after 3 timed calls, but never below min_runs.
+    clock = _Clock(monkeypatch, step=0.010)
+    assert bench.time_forecasts(clock, 0, warmup=0, runs=50, max_seconds=0.025)["runs"] == 5
+    clock = _Clock(monkeypatch, step=0.010)
+    stats = bench.time_forecasts(clock, 0, warmup=0, runs=50, min_runs=1, max_seconds=0.025)
+    assert stats["runs"] == 3
+    with pytest.raises(ValueError, match="`runs` must be >= 1"):
+        bench.time_forecasts(clock, 0, runs=0)
+    with pytest.raises(ValueError, match="`warmup`"):
+        bench.time_forecasts(clock, 0, warmup=-1)
+
+
+def test_every_runtime_forecasts_the_same(tmp_path):
+    model = registry.build_model("convlstm_tiny", output_frames=3)
+    past = export.probe_batch(model, batch_size=2, seed=1)
+    expected = np.asarray(model(past, training=False))
+    export.export_saved_model(model, tmp_path / "sm")
+    export.export_tflite(model, tmp_path / "m.tflite")
+    forecasters = {
+        "keras_eager": bench.keras_forecaster(model),
+        "keras_xla": bench.keras_forecaster(model, jit_compile=True),
+        "saved_model": bench.saved_model_forecaster(tmp_path / "sm"),
+        "tflite": bench.tflite_forecaster(tmp_path / "m.tflite", num_threads=2),
+    }
+    for name, forecast in forecasters.items():
+        np.testing.assert_allclose(forecast(past), expected, atol=1e-4, err_msg=name)
+
+
+def test_onnx_runtime_peer_forecasts_the_same(tmp_path):
+    pytest.importorskip("tf2onnx")
+    pytest.importorskip("onnxruntime")
+    # STLight's exact GELU lowers to Erfc, which ONNX lacks: the converter's handler maps it.
+    model = registry.build_model("stlight_tiny", output_frames=4)
+    path = bench.convert_to_onnx(model, tmp_path / "m.onnx")
+    forecast = bench.onnx_forecaster(path, num_threads=1)
+    for batch in (1, 3):
+        past = export.probe_batch(model, batch_size=batch, seed=batch)
+        np.testing.assert_allclose(
+            forecast(past), np.asarray(model(past, training=False)), atol=1e-4
+        )
