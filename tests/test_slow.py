@@ -101,3 +101,29 @@ def test_ustep_ablation_benchmark_smoke(tmp_path):
         assert row["train_steps"] >= 2 and np.isfinite(row["mse"])
     table = out.with_suffix(".md").read_text()
     assert "| ustep_recurrent_free |" in table and "| stlight_similar_macs |" in table
+
+
+def test_latency_benchmark_smoke(tmp_path):
+    """benchmarks/latency.py runs end to end on one tiny preset and writes JSON + markdown."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "latency.py"
+    out = tmp_path / "latency"
+    done = subprocess.run(
+        [sys.executable, str(script), "--presets", "convlstm_tiny", "--runs", "2",
+         "--max-seconds", "1", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    payload = json.loads(out.with_suffix(".json").read_text())
+    runtimes = [(r["runtime"], r.get("threads")) for r in payload["results"]]
+    assert ("keras_eager", None) in runtimes and ("tflite_int8", 2) in runtimes
+    assert ("onnxruntime", 1) in runtimes
+    for row in payload["results"]:
+        assert row["median_ms"] > 0 and row["gmacs"] > 0
+    assert "| convlstm_tiny |" in out.with_suffix(".md").read_text()

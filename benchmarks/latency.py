@@ -1,0 +1,233 @@
+"""Forecast latency at batch 1 and artifact size, per preset and runtime.
+
+For each preset: Keras eager, Keras with XLA (`jit_compile=True`), the SavedModel signature,
+TFLite fp32 / fp16 / dynamic-range / full int8 under LiteRT at each thread count, and ONNX
+Runtime (CPU) on the tf2onnx conversion of the same model, the peer a user would pick instead.
+Each figure is the median of timed forecasts after warm-up (`kerastp.bench.time_forecasts`).
+The weights are the presets' initial ones (latency does not depend on their values); int8 is
+calibrated on 16 training sequences of procedural Moving MNIST.
+
+Achieved throughput is reported as GMAC/s: multiply-accumulates of one forecast (every layer,
+`kerastp.flops.count_macs`) divided by the median latency. One MAC is two FLOPs; the papers'
+"FLOPs" are MACs.
+
+    python benchmarks/latency.py                              # tiny + STLight MMNIST presets
+    python benchmarks/latency.py --presets ustep_mmnist --append
+
+Writes `benchmarks/results/latency.json` and `.md`.
+"""
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+from kerastp import bench, export, registry  # noqa: E402
+from kerastp.export import calibration_frames, convert_to_tflite, write_json  # noqa: E402
+from kerastp.flops import count_macs  # noqa: E402
+
+DEFAULT_PRESETS = registry.list_presets(tiny=True) + registry.list_presets(
+    tiny=False, model="stlight"
+)
+TFLITE_KINDS = ("none", "fp16", "dynamic", "int8")
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    with_name = Path("/proc/cpuinfo")
+    if with_name.is_file():
+        for line in with_name.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    import keras
+    import tensorflow as tf
+
+    versions = {"tensorflow": tf.__version__, "keras": keras.__version__}
+    for name in ("ai_edge_litert", "onnxruntime", "tf2onnx"):
+        try:
+            versions[name] = __import__(name).__version__
+        except (ImportError, AttributeError):
+            versions[name] = None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+        "versions": versions,
+        "gpu": bool(tf.config.list_physical_devices("GPU")),
+    }
+
+
+def _size(path):
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def bench_preset(preset, threads, runs, max_seconds, workdir, log):
+    model = registry.build_model(preset)
+    macs = count_macs(model).macs
+    past = export.probe_batch(model, batch_size=1, seed=0)
+    timing = {"warmup": 3, "runs": runs, "max_seconds": max_seconds}
+    rows = []
+
+    def record(runtime, forecast, threads=None, size=None, note=None):
+        stats = bench.time_forecasts(forecast, past, **timing)
+        rows.append(
+            {
+                "preset": preset,
+                "runtime": runtime,
+                "threads": threads,
+                "bytes": size,
+                "gmacs": macs / 1e9,
+                "gmacs_per_second": macs / 1e9 / (stats["median_ms"] / 1e3),
+                "note": note,
+                **stats,
+            }
+        )
+        log(f"  {runtime:<16} threads {threads!s:<4} median {stats['median_ms']:.2f} ms")
+
+    record("keras_eager", bench.keras_forecaster(model))
+    record("keras_xla", bench.keras_forecaster(model, jit_compile=True))
+    saved_model = Path(workdir) / preset / "saved_model"
+    export.export_saved_model(model, saved_model, preset=preset, probe=past)
+    record("saved_model", bench.saved_model_forecaster(saved_model), size=_size(saved_model))
+    calibration = calibration_frames(model, num_sequences=16)
+    for kind in TFLITE_KINDS:
+        path = Path(workdir) / preset / f"{kind}.tflite"
+        path.write_bytes(convert_to_tflite(saved_model, kind, calibration))
+        for n in threads:
+            record(f"tflite_{'fp32' if kind == 'none' else kind}", bench.tflite_forecaster(path, n),
+                   threads=n, size=_size(path))  # fmt: skip
+    try:
+        onnx_path = bench.convert_to_onnx(model, Path(workdir) / preset / "model.onnx")
+    except Exception as error:  # noqa: BLE001 - any converter failure is reported, not fatal
+        rows.append({"preset": preset, "runtime": "onnxruntime", "error": str(error)[:300]})
+        log(f"  onnxruntime unavailable: {error}")
+    else:
+        for n in threads:
+            record("onnxruntime", bench.onnx_forecaster(onnx_path, n), threads=n,
+                   size=_size(onnx_path))  # fmt: skip
+    return rows
+
+
+def markdown(payload):
+    m = payload["machine"]
+    lines = [
+        f"Forecast latency at batch 1 (median of up to {payload['runs']} timed runs after 3 "
+        f"warm-up runs, at most {payload['max_seconds']:.0f} s per row) on {m['cpu']}, "
+        f"{m['cores']} cores; TensorFlow {m['versions']['tensorflow']}, LiteRT "
+        f"{m['versions']['ai_edge_litert']}, ONNX Runtime {m['versions']['onnxruntime']}. "
+        "Keras and SavedModel use TensorFlow's default thread pool (all cores). GMAC/s: "
+        "multiply-accumulates of one forecast over the median latency (1 MAC = 2 FLOPs).",
+        "",
+        "| preset | GMACs | runtime | threads | median ms | p90 ms | GMAC/s | size |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in payload["results"]:
+        if "error" in r:
+            lines.append(f"| {r['preset']} | | {r['runtime']} | | unavailable | | | |")
+            continue
+        size = "" if r["bytes"] is None else f"{r['bytes'] / 1e6:.2f} MB"
+        threads = "-" if r["threads"] is None else r["threads"]
+        lines.append(
+            f"| {r['preset']} | {r['gmacs']:.3f} | {r['runtime']} | {threads} | "
+            f"{r['median_ms']:.2f} | {r['p90_ms']:.2f} | {r['gmacs_per_second']:.1f} | {size} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def compact(payload):
+    """One row per preset: median ms per runtime (LiteRT and ONNX Runtime as 1 / 2 threads)."""
+    columns = [
+        ("Keras eager", "keras_eager"),
+        ("Keras XLA", "keras_xla"),
+        ("SavedModel", "saved_model"),
+        ("TFLite fp32", "tflite_fp32"),
+        ("TFLite fp16", "tflite_fp16"),
+        ("TFLite dynamic", "tflite_dynamic"),
+        ("TFLite int8", "tflite_int8"),
+        ("ONNX Runtime", "onnxruntime"),
+    ]
+    presets = list(dict.fromkeys(r["preset"] for r in payload["results"]))
+    lines = [
+        "| preset | GMACs | " + " | ".join(name for name, _ in columns) + " | best GMAC/s |",
+        "|---|---|" + "---|" * len(columns) + "---|",
+    ]
+    for preset in presets:
+        rows = [r for r in payload["results"] if r["preset"] == preset and "error" not in r]
+        cells = []
+        for _, runtime in columns:
+            found = [r for r in rows if r["runtime"] == runtime]
+            cells.append(" / ".join(f"{r['median_ms']:.1f}" for r in found) if found else "n/a")
+        best = max(r["gmacs_per_second"] for r in rows)
+        lines.append(
+            f"| {preset} | {rows[0]['gmacs']:.3f} | " + " | ".join(cells) + f" | {best:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", choices=sorted(registry.PRESETS),
+                        default=DEFAULT_PRESETS)  # fmt: skip
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--max-seconds", type=float, default=10.0)
+    parser.add_argument("--append", action="store_true", help="keep other presets' rows")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "latency"))
+    args = parser.parse_args(argv)
+
+    out = Path(args.out)
+    previous = []
+    if args.append and out.with_suffix(".json").is_file():
+        import json
+
+        previous = [
+            r
+            for r in json.loads(out.with_suffix(".json").read_text())["results"]
+            if r["preset"] not in args.presets
+        ]
+    results = []
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as workdir:
+        for preset in args.presets:
+            print(preset, flush=True)
+            results += bench_preset(
+                preset, args.threads, args.runs, args.max_seconds, workdir, print
+            )
+    order = {name: i for i, name in enumerate(registry.PRESETS)}
+    payload = {
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "runs": args.runs,
+        "max_seconds": args.max_seconds,
+        "threads": args.threads,
+        "seconds": time.perf_counter() - start,
+        "results": sorted(previous + results, key=lambda r: order[r["preset"]]),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out.with_suffix(".json"), payload)
+    table = markdown(payload).replace(
+        "\n\n",
+        "\n\nSummary, median ms (LiteRT and ONNX Runtime: 1 / "
+        "2 threads):\n\n" + compact(payload) + "\nAll rows:\n\n",
+        1,
+    )
+    tmp = out.with_suffix(".md.tmp")
+    tmp.write_text(table)
+    os.replace(tmp, out.with_suffix(".md"))
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
