@@ -80,6 +80,8 @@ def _train_config(args):
         preset=args.preset,
         data=args.data,
         mnist_path=args.mnist_path,
+        radar_path=args.radar_path,
+        radar_resolution=args.radar_resolution,
         run_dir=args.run_dir,
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
@@ -100,14 +102,47 @@ def cmd_train(args):
 
     result = train(_train_config(args))
     print(f"run directory: {result['run_dir']}  (fit took {result['seconds']:.1f} s)")
-    if result["metrics"] is not None:
+    if result["metrics"] is not None and args.data == "radar":
+        _print_radar(result["metrics"])
+    elif result["metrics"] is not None:
         _print_json({k: v for k, v in result["metrics"].items() if not k.endswith("_per_frame")})
     return 0
 
 
-def cmd_evaluate(args):
-    from kerastp.training import evaluate
+def _print_radar(result):
+    """Headline scores over the horizon; every per-lead-time figure is in the JSON."""
+    from kerastp.training import radar_summary
 
+    summary = radar_summary(result)
+    print(
+        f"radar {result['split']} events {', '.join(result['events'])}: "
+        f"{result['windows']} windows, scores over the whole horizon"
+    )
+    print(f"{'score':<14}{'model':>12}{'persistence':>14}")
+    for key in summary["model"]:
+        values = [summary[name][key] for name in ("model", "persistence")]
+        cells = "".join(
+            f"{'n/a' if v is None else format(v, '.4f'):>{w}}"
+            for v, w in zip(values, (12, 14), strict=True)
+        )
+        print(f"{key:<14}{cells}")
+
+
+def cmd_evaluate(args):
+    from kerastp.training import evaluate, evaluate_radar
+
+    if args.data == "radar":
+        result = evaluate_radar(
+            args.model,
+            path=args.radar_path,
+            resolution=args.radar_resolution,
+            batch_size=args.batch_size,
+        )
+        if args.json:
+            _print_json(result)
+        else:
+            _print_radar(result)
+        return 0
     metrics = evaluate(
         args.model,
         data=args.data,
@@ -217,18 +252,26 @@ def cmd_demo(args):
     return 0
 
 
-def _add_data_args(parser, default="procedural"):
+def _add_data_args(parser, default="procedural", radar=False):
     parser.add_argument(
         "--data",
-        choices=("procedural", "mnist"),
+        choices=("procedural", "mnist", "radar") if radar else ("procedural", "mnist"),
         default=default,
-        help="digits: built-in procedural (no file, no network) or real MNIST",
+        help="Moving MNIST digits: built-in procedural (no file, no network) or real MNIST"
+        + ("; or the radar nowcasting events (6 frames in, 12 out)" if radar else ""),
     )
     parser.add_argument(
         "--mnist-path",
         default=None,
         help="mnist.npz or idx files (else $KERASTP_MNIST, ~/.keras/datasets, download)",
     )
+    if radar:
+        parser.add_argument(
+            "--radar-path",
+            default=None,
+            help="radar data folder (else $KERASTP_RADAR, ../shared/data/radar)",
+        )
+        parser.add_argument("--radar-resolution", type=int, choices=(64, 128), default=None)
 
 
 def build_parser():
@@ -247,7 +290,7 @@ def build_parser():
 
     p = sub.add_parser("train", help="train a preset with model.fit (resumable)")
     p.add_argument("--preset", default="stlight_tiny", choices=_preset_names())
-    _add_data_args(p)
+    _add_data_args(p, radar=True)
     p.add_argument("--run-dir", default=None, help="default runs/<preset>; rerun to resume")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--steps-per-epoch", type=int, default=None)
@@ -270,9 +313,13 @@ def build_parser():
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="OpenSTL metrics on the standard test set")
+    p = sub.add_parser(
+        "evaluate",
+        help="OpenSTL metrics on the standard test set, or nowcasting scores (--data radar)",
+    )
     p.add_argument("--model", required=True, help=".keras file or run directory")
-    _add_data_args(p)
+    _add_data_args(p, radar=True)
+    p.add_argument("--json", action="store_true", help="radar: every per-lead-time figure")
     p.add_argument("--num-sequences", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=16)
     p.set_defaults(func=cmd_evaluate)

@@ -30,7 +30,10 @@ from kerastp.data import moving_mnist  # noqa: E402
 from kerastp.export import write_json  # noqa: E402
 from kerastp.metrics import ForecastEvaluator  # noqa: E402
 
-DATA_SOURCES = ("procedural", "mnist")
+DATA_SOURCES = ("procedural", "mnist", "radar")
+
+#: The radar nowcasting protocol (`../shared/data/radar/README.md`): 6 frames in, 12 out.
+RADAR_FRAMES = {"input_frames": 6, "output_frames": 12}
 
 
 @dataclasses.dataclass
@@ -39,17 +42,23 @@ class TrainConfig:
 
     Args:
         preset: registry preset name.
-        data: "procedural" (built in, no file) or "mnist" (real MNIST digits).
+        data: "procedural" (built-in Moving MNIST digits, no file), "mnist" (real MNIST
+            digits) or "radar" (the radar nowcasting events: 6 frames in, 12 out, train on
+            the training events, validate and evaluate on the validation events; the model's
+            frame counts and size follow unless `overrides` set them).
         mnist_path: MNIST location for `data="mnist"` (see `resolve_mnist_path`).
+        radar_path: radar data folder for `data="radar"` (see `resolve_radar_dir`).
+        radar_resolution: 64 or 128 pixels per side (None: 64).
         run_dir: the run's directory; default `runs/<preset>`.
         epochs: None takes the preset's.
         steps_per_epoch: optimizer steps per epoch; None gives 10,000 sequences per epoch
-            (the Moving MNIST protocol).
+            (the Moving MNIST protocol), or one pass over the training windows (radar).
         batch_size: None takes the preset's.
         learning_rate: peak learning rate; None takes the preset's.
         schedule: "one_cycle" (paper) or "constant".
         val_sequences: sequences of the fixed validation set scored after each epoch.
-        eval_sequences: sequences of the fixed test set scored at the end (0 skips).
+        eval_sequences: sequences of the fixed test set scored at the end (0 skips); for
+            radar, any positive value scores every window of the validation events.
         seed: seeds weights, data and dropout.
         tensorboard: write TensorBoard logs.
         backup_every: None backs up at each epoch end; an int also every that many steps.
@@ -60,6 +69,8 @@ class TrainConfig:
     preset: str = "stlight_tiny"
     data: str = "procedural"
     mnist_path: str | None = None
+    radar_path: str | None = None
+    radar_resolution: int | None = None
     run_dir: str | None = None
     epochs: int | None = None
     steps_per_epoch: int | None = None
@@ -93,12 +104,27 @@ class TrainConfig:
         )
         if config.learning_rate is None:
             config.learning_rate = training["max_learning_rate"]
-        if config.steps_per_epoch is None:
+        if config.data == "radar":
+            from kerastp.data import radar
+
+            if config.radar_resolution is None:
+                config.radar_resolution = 64
+            if config.radar_resolution not in radar.RADAR_RESOLUTIONS:
+                raise ValueError(
+                    f"`radar_resolution` must be one of {radar.RADAR_RESOLUTIONS}, got "
+                    f"radar_resolution={config.radar_resolution!r}"
+                )
+            size = config.radar_resolution
+            defaults = {**RADAR_FRAMES, "height": size, "width": size, "channels": 1}
+            config.overrides = {**defaults, **config.overrides}
+        if config.steps_per_epoch is None and config.data != "radar":
             config.steps_per_epoch = max(1, 10_000 // config.batch_size)
         if config.run_dir is None:
             config.run_dir = str(Path("runs") / config.preset)
         for name in ("epochs", "batch_size", "steps_per_epoch", "val_sequences"):
             value = getattr(config, name)
+            if name == "steps_per_epoch" and value is None and config.data == "radar":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {name}={value!r}")
         if not isinstance(config.eval_sequences, int) or not 0 <= config.eval_sequences <= 10_000:
@@ -170,18 +196,16 @@ def train(config=None, callbacks=None, **kwargs):
     ...                eval_sequences=16, run_dir="/tmp/run")  # doctest: +SKIP
     """
     config = (config or TrainConfig(**kwargs)).resolved()
-    total_steps = config.epochs * config.steps_per_epoch
-    if config.schedule == "one_cycle" and total_steps < 2:
-        raise ValueError(
-            "The one-cycle schedule needs at least 2 optimizer steps, got epochs * "
-            f"steps_per_epoch = {config.epochs} * {config.steps_per_epoch}; train longer or "
-            "use schedule='constant'"
-        )
     run_dir = Path(config.run_dir)
     keras.utils.set_random_seed(config.seed)
 
     model = registry.build_model(config.preset, **config.overrides)
-    _check_moving_mnist_model(model)
+    if config.data == "radar":
+        train_data, val_data, steps = _radar_datasets(model, config)
+    else:
+        _check_moving_mnist_model(model)
+        steps = config.steps_per_epoch
+    total_steps = config.epochs * steps
     resolved = {
         **dataclasses.asdict(config),
         "model_class": type(model).__name__,
@@ -205,6 +229,12 @@ def train(config=None, callbacks=None, **kwargs):
                 "differ). Resume it with the same settings, or choose another run_dir."
             )
 
+    if config.schedule == "one_cycle" and total_steps < 2:
+        raise ValueError(
+            "The one-cycle schedule needs at least 2 optimizer steps, got epochs * "
+            f"steps_per_epoch = {config.epochs} * {steps}; train longer or "
+            "use schedule='constant'"
+        )
     model.compile(
         learning_rate=config.learning_rate,
         total_steps=total_steps if config.schedule == "one_cycle" else None,
@@ -213,27 +243,28 @@ def train(config=None, callbacks=None, **kwargs):
     backup_dir = run_dir / "backup"
     resuming = (backup_dir / "training_metadata.json").is_file()
     initial_epoch = _resume_epoch(backup_dir)
-    frames = _frame_config(model)
-    train_data = moving_mnist.moving_mnist_dataset(
-        config.data,
-        "train",
-        batch_size=config.batch_size,
-        num_sequences=config.steps_per_epoch * config.batch_size,
-        seed=config.seed,
-        path=config.mnist_path,
-        initial_epoch=initial_epoch,
-        **frames,
-    )
-    val_data = moving_mnist.moving_mnist_dataset(
-        config.data,
-        "val",
-        batch_size=min(config.batch_size, config.val_sequences),
-        num_sequences=config.val_sequences,
-        seed=config.seed,
-        path=config.mnist_path,
-        drop_remainder=False,
-        **frames,
-    )
+    if config.data != "radar":
+        frames = _frame_config(model)
+        train_data = moving_mnist.moving_mnist_dataset(
+            config.data,
+            "train",
+            batch_size=config.batch_size,
+            num_sequences=config.steps_per_epoch * config.batch_size,
+            seed=config.seed,
+            path=config.mnist_path,
+            initial_epoch=initial_epoch,
+            **frames,
+        )
+        val_data = moving_mnist.moving_mnist_dataset(
+            config.data,
+            "val",
+            batch_size=min(config.batch_size, config.val_sequences),
+            num_sequences=config.val_sequences,
+            seed=config.seed,
+            path=config.mnist_path,
+            drop_remainder=False,
+            **frames,
+        )
     # Everything the run needs exists: only now does the run directory get written, so a
     # failed start leaves nothing that would block the corrected command.
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -272,7 +303,16 @@ def train(config=None, callbacks=None, **kwargs):
     model.save(run_dir / "model.keras")
 
     metrics = None
-    if config.eval_sequences:
+    if config.data == "radar" and config.eval_sequences:
+        metrics = evaluate_radar(
+            model,
+            path=config.radar_path,
+            resolution=config.radar_resolution,
+            batch_size=config.batch_size,
+        )
+        metrics["train_seconds"] = seconds
+        write_json(run_dir / "metrics.json", metrics)
+    elif config.eval_sequences:
         metrics = evaluate(
             model,
             data=config.data,
@@ -290,6 +330,117 @@ def train(config=None, callbacks=None, **kwargs):
         "seconds": seconds,
         "config": resolved,
     }
+
+
+def _radar_datasets(model, config):
+    """Training and validation windows of the radar events, and steps per epoch."""
+    from kerastp.data import radar
+
+    if model.channels != 1 or model.height != model.width:
+        raise ValueError(
+            "The radar events are square single-channel fields; the model expects "
+            f"{model.height}x{model.width}x{model.channels}"
+        )
+    if model.height != config.radar_resolution:
+        raise ValueError(
+            f"The model's frames are {model.height}x{model.width}, the radar data "
+            f"{config.radar_resolution}x{config.radar_resolution} (`radar_resolution`)"
+        )
+    common = {
+        "path": config.radar_path,
+        "resolution": config.radar_resolution,
+        "input_frames": model.input_frames,
+        "output_frames": model.output_frames,
+        "batch_size": config.batch_size,
+    }
+    train_data = radar.radar_dataset("train", seed=config.seed, **common)
+    val_data = radar.radar_dataset("val", shuffle=False, **common)
+    batches = int(train_data.cardinality())
+    steps = config.steps_per_epoch or batches
+    if steps > batches:
+        raise ValueError(
+            f"`steps_per_epoch`={steps} exceeds the {batches} batches of radar training "
+            f"windows at batch_size={config.batch_size}; leave it unset for one pass"
+        )
+    if steps < batches:
+        train_data = train_data.repeat().take(steps)
+    return train_data, val_data, steps
+
+
+def evaluate_radar(model, split="val", path=None, resolution=None, batch_size=16):
+    """Nowcasting scores of a model and of persistence on the windows of radar events.
+
+    Forecasts and truth are compared in model scale (MSE / MAE per pixel) and, through the
+    exact inverse transform, in mm/h (MSE, CSI / POD / FAR at 0.5, 1 and 5 mm/h, FSS at
+    1 mm/h over 8 pixels), per lead time and over the horizon. Persistence (the last input
+    frame repeated) is scored on the same windows.
+
+    Args:
+        model: a kerastp model, or the path of a `.keras` file or run directory.
+        split: which events ("val" by default: the held-out events of the default split).
+        path: radar data folder (see `resolve_radar_dir`).
+        resolution: 64 or 128; default the model's frame size.
+        batch_size: prediction batch size.
+
+    Returns:
+        dict with `model` and `persistence` (each `NowcastingEvaluator.result()`), `events`,
+        `windows`, `seconds`.
+    """
+    from kerastp.data import radar
+    from kerastp.metrics import NowcastingEvaluator
+
+    if not isinstance(model, keras.Model):
+        model = load_model(model)
+    resolution = model.height if resolution is None else resolution
+    past, future, info = radar.radar_arrays(
+        split,
+        path=path,
+        resolution=resolution,
+        input_frames=model.input_frames,
+        output_frames=model.output_frames,
+        return_info=True,
+    )
+    start = time.perf_counter()
+    forecast = model.predict(past, batch_size=batch_size, verbose=0)
+    seconds = time.perf_counter() - start
+    persistence = np.repeat(past[:, -1:], model.output_frames, axis=1)
+    scores = {}
+    for name, prediction in (("model", forecast), ("persistence", persistence)):
+        evaluator = NowcastingEvaluator(inverse=radar.to_rain_rate)
+        evaluator.update(future, prediction)
+        scores[name] = evaluator.result()
+    return {
+        **scores,
+        "data": "radar",
+        "split": split,
+        "events": sorted(set(info["event"])),
+        "windows": int(len(past)),
+        "seconds": seconds,
+    }
+
+
+def radar_summary(result):
+    """Headline horizon scores of `evaluate_radar`'s result, model next to persistence.
+
+    Returns:
+        dict {"model": {...}, "persistence": {...}} with `mse`, `mae` (per pixel, model
+        scale), `mse_mm_h` (per pixel, (mm/h)^2), `csi_<t>` / `pod_<t>` / `far_<t>` at each
+        threshold and `fss`, each over the whole horizon.
+    """
+    summary = {}
+    for name in ("model", "persistence"):
+        scores = result[name]
+        row = {
+            "mse": scores["mse"]["total"],
+            "mae": scores["mae"]["total"],
+            "mse_mm_h": scores["mse_rain_rate"]["total"],
+        }
+        for score in ("csi", "pod", "far"):
+            for threshold, entry in scores[score].items():
+                row[f"{score}_{threshold}"] = entry["total"]
+        row["fss"] = scores["fss"]["total"]
+        summary[name] = row
+    return summary
 
 
 def load_model(path):

@@ -500,3 +500,20 @@ def test_objective_weight_flags_become_model_overrides():
     }
     with pytest.raises(ValueError, match="--override must be a JSON object"):
         cli._train_config(cli.build_parser().parse_args(["train", "--override", "[1, 2]"]))
+
+
+def test_evaluate_radar_prints_model_and_persistence(tmp_path, monkeypatch):
+    from kerastp import registry as reg
+
+    model = reg.build_model("stlight_tiny", input_frames=6, output_frames=12)
+    model.save(tmp_path / "radar.keras")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _run(["evaluate", "--model", "radar.keras", "--data", "radar"])
+    assert code == 0, err
+    assert "16 windows" in out and "persistence" in out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[2:]}
+    assert {"mse", "csi_1.0", "fss"} <= set(rows)
+    code, out, err = _run(["evaluate", "--model", "radar.keras", "--data", "radar", "--json"])
+    assert code == 0, err
+    payload = json.loads(out)
+    assert len(payload["model"]["csi"]["1.0"]["per_lead_time"]) == 12

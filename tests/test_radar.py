@@ -95,7 +95,9 @@ def test_transform_golden_values_and_thresholds():
     np.testing.assert_allclose(x, [0.0, 0.0, np.log1p(0.05) / np.log1p(100), 1.0, 1.0], rtol=1e-6)
     assert to_model_scale([0, 1, 100]).dtype == np.float32  # ints become float32
     assert np.isnan(to_model_scale(np.array([np.nan]))[0])
-    np.testing.assert_allclose(to_rain_rate(np.array([-0.1, 0.5, 1.2]), clip=True)[[0, 2]], [0, 100])
+    np.testing.assert_allclose(
+        to_rain_rate(np.array([-0.1, 0.5, 1.2]), clip=True)[[0, 2]], [0, 100]
+    )
     assert to_rain_rate(np.array([-0.1]))[0] < 0  # exact inverse unless clip=True
 
 
@@ -229,7 +231,9 @@ def test_load_event_errors(radar_dir, tmp_path):
 
 def _shift(stamp, minutes):
     shifted = _iso(str(stamp)) + np.timedelta64(minutes, "m")
-    return np.datetime_as_string(shifted, unit="m").replace("-", "").replace("T", "").replace(":", "")
+    return (
+        np.datetime_as_string(shifted, unit="m").replace("-", "").replace("T", "").replace(":", "")
+    )
 
 
 # ------------------------------------------------------------------ windows
@@ -343,17 +347,20 @@ def test_dataset_shapes_cardinality_and_shuffle(radar_dir):
     assert tuple(future_spec.shape) == (None, 12, 64, 64, 1)
     assert past_spec.dtype.name == future_spec.dtype.name == "float32"
     assert int(ds.cardinality()) == 7  # ceil(32 / 5)
-    assert [int(p.shape[0]) for p, _ in ds] == [5, 5, 5, 5, 5, 5, 2]
     first, second = _collect(ds), _collect(ds)
+    assert [int(p.shape[0]) for p, _ in ds] == [5, 5, 5, 5, 5, 5, 2]
     assert not np.array_equal(first[0], second[0])  # reshuffled every pass
     expected = _sorted_windows(past_np, future_np)
     for epoch in (first, second):
         assert not np.array_equal(epoch[0], past_np)  # shuffled
         for got, want in zip(_sorted_windows(*epoch), expected, strict=True):
             np.testing.assert_array_equal(got, want)
-    # Same seed, same order; cache=False gives the same windows.
+    # A new dataset with the same seed replays the same passes, with or without the cache.
     again = radar_dataset("train", radar_dir, batch_size=5, cache=False)
     np.testing.assert_array_equal(_collect(again)[0], first[0])
+    np.testing.assert_array_equal(_collect(again)[0], second[0])
+    unshuffled = radar_dataset("train", radar_dir, batch_size=5, shuffle=False)
+    np.testing.assert_array_equal(_collect(unshuffled)[1], future_np)
 
 
 def test_validation_dataset_is_ordered_and_drop_remainder(radar_dir):

@@ -170,3 +170,42 @@ def test_a_fresh_process_loads_every_model(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == expected
+
+
+def test_radar_training_scores_model_and_persistence(tmp_path):
+    from kerastp.data import radar
+
+    result = training.train(
+        preset="stlight_tiny",
+        data="radar",
+        epochs=1,
+        steps_per_epoch=2,
+        batch_size=4,
+        verbose=0,
+        run_dir=str(tmp_path / "run"),
+    )
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    frames = {k: config["model_config"][k] for k in ("input_frames", "output_frames", "height")}
+    assert frames == {"input_frames": 6, "output_frames": 12, "height": 64}
+    metrics = result["metrics"]
+    assert metrics["events"] == sorted(radar.VALIDATION_EVENTS)
+    past, future = radar.radar_arrays("val")
+    assert metrics["windows"] == len(past) == 16
+    # Persistence, scored independently: the last input frame repeated, per-pixel MSE.
+    persistence = np.mean((past[:, -1:] - future) ** 2)
+    assert metrics["persistence"]["mse"]["total"] == pytest.approx(persistence, rel=1e-5)
+    summary = training.radar_summary(metrics)
+    assert set(summary) == {"model", "persistence"}
+    for row in summary.values():
+        assert {"mse", "mse_mm_h", "csi_1.0", "pod_1.0", "far_1.0", "fss"} <= set(row)
+        assert 0.0 <= row["csi_1.0"] <= 1.0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["windows"] == 16
+    with pytest.raises(ValueError, match="radar data 64x64"):
+        training.train(
+            preset="stlight_tiny",
+            data="radar",
+            overrides={"height": 32, "width": 32},
+            run_dir=str(tmp_path / "other"),
+        )
+    with pytest.raises(ValueError, match="radar_resolution"):
+        training.train(preset="stlight_tiny", data="radar", radar_resolution=32)

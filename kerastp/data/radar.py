@@ -357,7 +357,7 @@ def load_event(name, path=None, resolution=64):
     Example:
 
     >>> event = load_event("mch_20150515")  # doctest: +SKIP
-    >>> event.frames.shape, event.time_step_minutes
+    >>> event.frames.shape, event.time_step_minutes  # doctest: +SKIP
     ((40, 64, 64, 1), 5)
     """
     resolution = _check_resolution(resolution)
@@ -665,11 +665,18 @@ def radar_arrays(
     Example:
 
     >>> past, future = radar_arrays("val")  # doctest: +SKIP
-    >>> past.shape, future.shape
+    >>> past.shape, future.shape  # doctest: +SKIP
     ((16, 6, 64, 64, 1), (16, 12, 64, 64, 1))
     """
     loaded = _load_windows_source(
-        split, path, resolution, input_frames, output_frames, stride, events, splits,
+        split,
+        path,
+        resolution,
+        input_frames,
+        output_frames,
+        stride,
+        events,
+        splits,
         allow_mixed_time_steps,
     )
     pasts, futures, names, starts, issued = [], [], [], [], []
@@ -744,13 +751,20 @@ def radar_dataset(
     Example:
 
     >>> ds = radar_dataset("train", batch_size=8)  # doctest: +SKIP
-    >>> [tuple(s.shape) for s in ds.element_spec]
+    >>> [tuple(s.shape) for s in ds.element_spec]  # doctest: +SKIP
     [(None, 6, 64, 64, 1), (None, 12, 64, 64, 1)]
     """
     batch_size = _check_int("batch_size", batch_size, minimum=1)
     seed = _check_int("seed", seed, minimum=0)
     loaded = _load_windows_source(
-        split, path, resolution, input_frames, output_frames, stride, events, splits,
+        split,
+        path,
+        resolution,
+        input_frames,
+        output_frames,
+        stride,
+        events,
+        splits,
         allow_mixed_time_steps,
     )
     if shuffle is None:
