@@ -238,6 +238,7 @@ def test_export_writes_verified_artifacts(exported, trained):
     assert leftovers == []
 
 
+@pytest.mark.slow
 def test_export_int8_is_judged_on_held_out_sequences(exported, trained, monkeypatch):
     monkeypatch.chdir(trained.root)
     argv = ["export", "--model", "run", "--format", "tflite", "--quantize", "int8"]

@@ -1,5 +1,16 @@
 """Data: generators and readers that feed (past, future) pairs to the models."""
 
+from kerastp.data.arrays import (
+    ARRAY_SUFFIXES,
+    NORMALIZATION_METHODS,
+    Normalization,
+    array_dataset,
+    array_windows,
+    load_array,
+    prepare_arrays,
+    split_sequences,
+    split_series,
+)
 from kerastp.data.moving_mnist import (
     MnistUnavailableError,
     MovingMNIST,
@@ -63,4 +74,14 @@ __all__ = [
     "to_model_scale",
     "to_rain_rate",
     "window_starts",
+    # arrays (the user's own data)
+    "ARRAY_SUFFIXES",
+    "NORMALIZATION_METHODS",
+    "Normalization",
+    "array_dataset",
+    "array_windows",
+    "load_array",
+    "prepare_arrays",
+    "split_sequences",
+    "split_series",
 ]
