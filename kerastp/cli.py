@@ -82,6 +82,10 @@ def _train_config(args):
         mnist_path=args.mnist_path,
         radar_path=args.radar_path,
         radar_resolution=args.radar_resolution,
+        data_path=args.data_path,
+        data_key=args.data_key,
+        normalization=args.normalization,
+        stride=args.stride,
         run_dir=args.run_dir,
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
@@ -131,6 +135,26 @@ def _print_radar(result):
 def cmd_evaluate(args):
     from kerastp.training import evaluate, evaluate_radar
 
+    if args.data == "arrays":
+        from kerastp.training import evaluate_user_arrays, load_model
+        from kerastp.visualize import recorded_normalization
+
+        normalization = recorded_normalization(args.model)
+        if normalization is None or args.data_path is None:
+            raise ValueError(
+                "--data arrays needs --data-path and a model trained on arrays (its run "
+                "directory or sidecar records the normalisation)"
+            )
+        _print_json(
+            evaluate_user_arrays(
+                load_model(args.model),
+                args.data_path,
+                normalization,
+                stride=args.stride,
+                batch_size=args.batch_size,
+            )
+        )
+        return 0
     if args.data == "radar":
         result = evaluate_radar(
             args.model,
@@ -219,7 +243,7 @@ def cmd_predict(args):
         inputs=args.inputs,
         mnist_path=args.mnist_path,
     )
-    print(f"wrote {png} and {gif}")
+    print(f"wrote {png}" + ("" if gif is None else f" and {gif}"))
     return 0
 
 
@@ -255,10 +279,10 @@ def cmd_demo(args):
 def _add_data_args(parser, default="procedural", radar=False):
     parser.add_argument(
         "--data",
-        choices=("procedural", "mnist", "radar") if radar else ("procedural", "mnist"),
+        choices=("procedural", "mnist", "radar", "arrays") if radar else ("procedural", "mnist"),
         default=default,
         help="Moving MNIST digits: built-in procedural (no file, no network) or real MNIST"
-        + ("; or the radar nowcasting events (6 frames in, 12 out)" if radar else ""),
+        + ("; the radar nowcasting events (6 in, 12 out); or your own arrays" if radar else ""),
     )
     parser.add_argument(
         "--mnist-path",
@@ -272,6 +296,19 @@ def _add_data_args(parser, default="procedural", radar=False):
             help="radar data folder (else $KERASTP_RADAR, ../shared/data/radar)",
         )
         parser.add_argument("--radar-resolution", type=int, choices=(64, 128), default=None)
+        parser.add_argument(
+            "--data-path",
+            default=None,
+            help="--data arrays: .npy/.npz/.h5/.zarr/.nc of (N, T, H, W, C) or (T, H, W, C)",
+        )
+        parser.add_argument("--data-key", default=None, help="array name inside --data-path")
+        parser.add_argument(
+            "--normalization",
+            choices=("minmax", "zscore", "log1p", "none"),
+            default="minmax",
+            help="--data arrays: fitted on the training split only",
+        )
+        parser.add_argument("--stride", type=int, default=1, help="--data arrays: window stride")
 
 
 def build_parser():

@@ -534,8 +534,8 @@ def _targets(name, saved_model_dir, tflite_dir):
     }
 
 
-def _preset_of(model_path):
-    """The preset recorded next to a `.keras` file or in its run directory, if any."""
+def _recorded(model_path, key):
+    """`key` of the sidecar next to an artifact, or of its run directory's config.json."""
     model_path = Path(model_path)
     candidates = [sidecar_path(model_path)]
     run_dir = model_path if model_path.is_dir() else model_path.parent
@@ -543,10 +543,24 @@ def _preset_of(model_path):
     for candidate in candidates:
         if candidate.is_file():
             with contextlib.suppress(ValueError, OSError):
-                preset = json.loads(candidate.read_text()).get("preset")
-                if preset:
-                    return preset
+                value = json.loads(candidate.read_text()).get(key)
+                if value:
+                    return value
     return None
+
+
+def _preset_of(model_path):
+    """The preset recorded next to a `.keras` file or in its run directory, if any."""
+    return _recorded(model_path, "preset")
+
+
+def recorded_data_scale(model_path):
+    """What a saved model's numbers mean: the `data_scale` recorded in its sidecar or run.
+
+    For a model trained on the user's own arrays this holds the fitted normalisation
+    (`{"name": "normalization", "normalization": {...}}`); None when nothing is recorded.
+    """
+    return _recorded(model_path, "data_scale")
 
 
 def calibration_frames(model, data="procedural", num_sequences=64, mnist_path=None, seed=0):
@@ -614,13 +628,14 @@ def export_artifacts(
         raise ValueError(f"`quantize` must be one of {QUANTIZATIONS}, got quantize={quantize!r}")
     model = load_model(model_path)
     preset = _preset_of(model_path)
+    data_scale = recorded_data_scale(model_path)
     name = name or preset or Path(model_path).stem
     targets = _targets(name, saved_model_dir, tflite_dir)
     written = {}
     for kind in ("keras", "saved_model"):
         if kind in formats:
             exporter, path = targets[kind]
-            written[kind] = (path, exporter(model, path, preset=preset))
+            written[kind] = (path, exporter(model, path, preset=preset, data_scale=data_scale))
     if "tflite" in formats:
         path = targets["tflite"][1]
         kwargs = {}
@@ -635,6 +650,8 @@ def export_artifacts(
                 kwargs["max_metric_increase"] = max_metric_increase
         written["tflite"] = (
             path,
-            export_tflite(model, path, quantize=quantize, preset=preset, **kwargs),
+            export_tflite(
+                model, path, quantize=quantize, preset=preset, data_scale=data_scale, **kwargs
+            ),
         )
     return written

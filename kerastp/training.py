@@ -30,7 +30,7 @@ from kerastp.data import moving_mnist  # noqa: E402
 from kerastp.export import write_json  # noqa: E402
 from kerastp.metrics import ForecastEvaluator  # noqa: E402
 
-DATA_SOURCES = ("procedural", "mnist", "radar")
+DATA_SOURCES = ("procedural", "mnist", "radar", "arrays")
 
 #: The radar nowcasting protocol (`../shared/data/radar/README.md`): 6 frames in, 12 out.
 RADAR_FRAMES = {"input_frames": 6, "output_frames": 12}
@@ -49,6 +49,13 @@ class TrainConfig:
         mnist_path: MNIST location for `data="mnist"` (see `resolve_mnist_path`).
         radar_path: radar data folder for `data="radar"` (see `resolve_radar_dir`).
         radar_resolution: 64 or 128 pixels per side (None: 64).
+        data_path: for `data="arrays"`, the user's file (.npy, .npz, .h5, .zarr, .nc) of
+            (N, T, H, W, C) sequences or one (T, H, W, C) series; the model's frame size
+            follows the data unless `overrides` set it.
+        data_key: array / dataset / variable name inside `data_path` when it holds several.
+        normalization: "minmax", "zscore", "log1p" or "none", fitted on the training split
+            only; recorded in config.json and every exported artifact's sidecar.
+        stride: window stride for `data="arrays"`.
         run_dir: the run's directory; default `runs/<preset>`.
         epochs: None takes the preset's.
         steps_per_epoch: optimizer steps per epoch; None gives 10,000 sequences per epoch
@@ -71,6 +78,10 @@ class TrainConfig:
     mnist_path: str | None = None
     radar_path: str | None = None
     radar_resolution: int | None = None
+    data_path: str | None = None
+    data_key: str | None = None
+    normalization: str = "minmax"
+    stride: int = 1
     run_dir: str | None = None
     epochs: int | None = None
     steps_per_epoch: int | None = None
@@ -117,13 +128,23 @@ class TrainConfig:
             size = config.radar_resolution
             defaults = {**RADAR_FRAMES, "height": size, "width": size, "channels": 1}
             config.overrides = {**defaults, **config.overrides}
-        if config.steps_per_epoch is None and config.data != "radar":
+        if config.data == "arrays":
+            from kerastp.data import arrays
+
+            if config.data_path is None:
+                raise ValueError('data="arrays" needs `data_path` (the file of your frames)')
+            if config.normalization not in arrays.NORMALIZATION_METHODS:
+                raise ValueError(
+                    f"`normalization` must be one of {arrays.NORMALIZATION_METHODS}, got "
+                    f"normalization={config.normalization!r}"
+                )
+        if config.steps_per_epoch is None and config.data not in ("radar", "arrays"):
             config.steps_per_epoch = max(1, 10_000 // config.batch_size)
         if config.run_dir is None:
             config.run_dir = str(Path("runs") / config.preset)
         for name in ("epochs", "batch_size", "steps_per_epoch", "val_sequences"):
             value = getattr(config, name)
-            if name == "steps_per_epoch" and value is None and config.data == "radar":
+            if name == "steps_per_epoch" and value is None and config.data in ("radar", "arrays"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {name}={value!r}")
@@ -199,10 +220,26 @@ def train(config=None, callbacks=None, **kwargs):
     run_dir = Path(config.run_dir)
     keras.utils.set_random_seed(config.seed)
 
-    model = registry.build_model(config.preset, **config.overrides)
-    if config.data == "radar":
+    data_scale = DATA_SCALES.get(config.data)
+    if config.data == "arrays":
+        from kerastp.data import arrays
+
+        source = arrays.load_array(config.data_path, config.data_key)
+        height, width, channels = (int(d) for d in source.shape[-3:])
+        shape = {"height": height, "width": width, "channels": channels}
+        model = registry.build_model(config.preset, **{**shape, **config.overrides})
+        train_data, val_data, steps, normalization = _array_datasets(model, config, source)
+        data_scale = {
+            "name": "normalization",
+            "description": f"{config.normalization} normalisation fitted on the training "
+            f"split of {config.data_path}; invert forecasts with it for data units",
+            "normalization": normalization.to_config(),
+        }
+    elif config.data == "radar":
+        model = registry.build_model(config.preset, **config.overrides)
         train_data, val_data, steps = _radar_datasets(model, config)
     else:
+        model = registry.build_model(config.preset, **config.overrides)
         _check_moving_mnist_model(model)
         steps = config.steps_per_epoch
     total_steps = config.epochs * steps
@@ -211,17 +248,20 @@ def train(config=None, callbacks=None, **kwargs):
         "model_class": type(model).__name__,
         "model_config": model.get_config(),
         "params": registry.count_trainable_params(model),
+        "data_scale": data_scale,
     }
     config_file = run_dir / "config.json"
     if config_file.is_file():
         previous = json.loads(config_file.read_text())
         ignored = {"verbose", "eval_sequences", "tensorboard"}
         # JSON turns tuples into lists: compare through a JSON round trip.
+        # Keys a run written by an older kerastp lacks are not compared.
         changed = sorted(
             key
             for key in resolved
             if key not in ignored
-            and json.loads(json.dumps(resolved[key], default=str)) != previous.get(key)
+            and key in previous
+            and json.loads(json.dumps(resolved[key], default=str)) != previous[key]
         )
         if changed:
             raise ValueError(
@@ -243,7 +283,7 @@ def train(config=None, callbacks=None, **kwargs):
     backup_dir = run_dir / "backup"
     resuming = (backup_dir / "training_metadata.json").is_file()
     initial_epoch = _resume_epoch(backup_dir)
-    if config.data != "radar":
+    if config.data not in ("radar", "arrays"):
         frames = _frame_config(model)
         train_data = moving_mnist.moving_mnist_dataset(
             config.data,
@@ -303,7 +343,18 @@ def train(config=None, callbacks=None, **kwargs):
     model.save(run_dir / "model.keras")
 
     metrics = None
-    if config.data == "radar" and config.eval_sequences:
+    if config.data == "arrays" and config.eval_sequences:
+        metrics = evaluate_user_arrays(
+            model,
+            source,
+            normalization,
+            stride=config.stride,
+            seed=config.seed,
+            batch_size=config.batch_size,
+        )
+        metrics["train_seconds"] = seconds
+        write_json(run_dir / "metrics.json", metrics)
+    elif config.data == "radar" and config.eval_sequences:
         metrics = evaluate_radar(
             model,
             path=config.radar_path,
@@ -330,6 +381,92 @@ def train(config=None, callbacks=None, **kwargs):
         "seconds": seconds,
         "config": resolved,
     }
+
+
+#: What the numbers of a model trained on each data source mean (recorded in config.json and,
+#: through `kerastp export`, in every artifact's sidecar).
+DATA_SCALES = {
+    "procedural": {
+        "name": "unit",
+        "description": "Moving MNIST frames in [0, 1] (uint8 / 255)",
+        "range": [0.0, 1.0],
+    },
+    "radar": {
+        "name": "radar_log_rain_rate",
+        "description": "x = log1p(R) / log1p(100), R rain rate in mm/h clipped to [0, 100]; "
+        "R = expm1(x * log1p(100)) (kerastp.data.radar.to_rain_rate)",
+        "range": [0.0, 1.0],
+    },
+}
+DATA_SCALES["mnist"] = DATA_SCALES["procedural"]
+
+
+def _array_datasets(model, config, source):
+    """Training and validation windows of the user's arrays, steps per epoch, normalisation."""
+    from kerastp.data import arrays
+
+    common = {
+        "input_frames": model.input_frames,
+        "output_frames": model.output_frames,
+        "stride": config.stride,
+        "batch_size": config.batch_size,
+        "seed": config.seed,
+    }
+    train_data, normalization = arrays.array_dataset(
+        source, "train", normalization=config.normalization, **common
+    )
+    val_data, _ = arrays.array_dataset(
+        source, "val", normalization=normalization, shuffle=False, **common
+    )
+    batches = int(train_data.cardinality())
+    steps = config.steps_per_epoch or batches
+    if steps != batches:
+        # Fixed-length epochs of `steps` batches over the (reshuffled) training windows.
+        train_data = train_data.repeat().take(steps)
+    return train_data, val_data, steps, normalization
+
+
+def evaluate_user_arrays(model, source, normalization, split="val", stride=1, seed=0,
+                         batch_size=16):  # fmt: skip
+    """Errors of a model and of persistence on the windows of the user's own data.
+
+    Args:
+        model: a kerastp model trained on `normalization`-scaled data.
+        source: the array (or file path) the model was trained on.
+        normalization: the fitted `kerastp.data.Normalization` of the training split.
+        split: "val" (default) or "test".
+        stride, seed: as in training (they fix the windows and the split).
+        batch_size: prediction batch size.
+
+    Returns:
+        dict with `model` and `persistence`, each holding `mse` / `mae` per pixel in model
+        scale and `mse_data_units` / `mae_data_units` after inverting the normalisation,
+        plus `windows` and `split`.
+    """
+    from kerastp.data import arrays
+
+    past, future, _ = arrays.prepare_arrays(
+        source,
+        split,
+        input_frames=model.input_frames,
+        output_frames=model.output_frames,
+        stride=stride,
+        normalization=normalization,
+        seed=seed,
+    )
+    forecast = model.predict(past, batch_size=batch_size, verbose=0)
+    persistence = np.repeat(past[:, -1:], model.output_frames, axis=1)
+    truth_units = normalization.inverse(future)
+    scores = {}
+    for name, prediction in (("model", forecast), ("persistence", persistence)):
+        units = normalization.inverse(prediction)
+        scores[name] = {
+            "mse": float(np.mean((prediction - future) ** 2)),
+            "mae": float(np.mean(np.abs(prediction - future))),
+            "mse_data_units": float(np.mean((units - truth_units) ** 2)),
+            "mae_data_units": float(np.mean(np.abs(units - truth_units))),
+        }
+    return {**scores, "data": "arrays", "split": split, "windows": int(len(past))}
 
 
 def _radar_datasets(model, config):

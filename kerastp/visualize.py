@@ -202,23 +202,41 @@ def load_forecaster(path):
     return load_model(path)
 
 
+def recorded_normalization(model_path):
+    """The normalisation a saved model was trained with (user arrays), or None."""
+    from kerastp.export import recorded_data_scale
+
+    scale = recorded_data_scale(model_path)
+    if not scale or scale.get("name") != "normalization":
+        return None
+    from kerastp.data.arrays import Normalization
+
+    return Normalization.from_config(scale["normalization"])
+
+
 def predict_to_pictures(model_path, out, data="procedural", index=0, inputs=None, mnist_path=None):
-    """Forecasts one sequence with a saved model and writes a PNG strip and a GIF.
+    """Forecasts one sequence with a saved model and writes a PNG strip and a GIF, or a `.npy`.
+
+    For a model trained on the user's own arrays, `inputs` are in the data's units: they are
+    normalised with the normalisation recorded at training (run config or sidecar) and, when
+    `out` ends in `.npy`, the forecast is written back in the data's units.
 
     Args:
         model_path: `.keras`, run directory, SavedModel directory or `.tflite`.
-        out: destination; `.png` and `.gif` are written beside each other.
+        out: destination; `.png` and `.gif` are written beside each other, or, for a name
+            ending in `.npy`, the forecast array (T_out, H, W, C) alone.
         data: "procedural" or "mnist": which standard test set `index` refers to.
         index: sequence index in the standard test set (0 to 9,999).
         inputs: path of a `.npy` of (T_in, H, W, C) frames to forecast instead (no truth row).
         mnist_path: MNIST location for `data="mnist"`.
 
     Returns:
-        (png_path, gif_path).
+        (png_path, gif_path), or (npy_path, None).
     """
     from kerastp.data import moving_mnist
 
     model = load_forecaster(model_path)
+    normalization = recorded_normalization(model_path)
     truth = None
     if inputs is not None:
         inputs = Path(inputs)
@@ -227,6 +245,8 @@ def predict_to_pictures(model_path, out, data="procedural", index=0, inputs=None
         past = np.load(inputs, allow_pickle=False)
         if past.ndim != 4:
             raise ValueError(f"{inputs} must hold (T_in, H, W, C) frames, got shape {past.shape}")
+        if normalization is not None:
+            past = normalization.transform(past.astype(np.float32))
     else:
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 10_000:
             raise ValueError(f"`index` must be an integer in [0, 10000), got {index!r}")
@@ -236,5 +256,15 @@ def predict_to_pictures(model_path, out, data="procedural", index=0, inputs=None
             np.asarray(sequences[index : index + 1]), t_in, 20 - t_in
         )
         past, truth = past[0], truth[0]
+    out = Path(out)
+    if out.suffix == ".npy":
+        forecast = _predict_one(model, past)
+        if normalization is not None:
+            forecast = normalization.inverse(forecast)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp.npy")
+        np.save(tmp, forecast.astype(np.float32))
+        os.replace(tmp, out)
+        return out, None
     png, gif, _ = save_forecast_pictures(model, past, truth, out)
     return png, gif

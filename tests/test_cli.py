@@ -518,3 +518,49 @@ def test_evaluate_radar_prints_model_and_persistence(tmp_path, monkeypatch):
     assert code == 0, err
     payload = json.loads(out)
     assert len(payload["model"]["csi"]["1.0"]["per_lead_time"]) == 12
+
+
+def test_user_arrays_train_export_and_predict_in_data_units(tmp_path, monkeypatch):
+    """A (N, T, H, W, C) file in its own units -> train -> sidecar -> forecast in its units."""
+    rng = np.random.default_rng(0)
+    # 24 sequences of 8 frames of 16x16 "temperatures" around 280 K.
+    data = 270.0 + 20.0 * rng.random((24, 8, 16, 16, 1), dtype=np.float32)
+    np.save(tmp_path / "fields.npy", data)
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--preset", "convlstm_tiny", "--data", "arrays", "--data-path",
+            "fields.npy", "--normalization", "zscore", "--override",
+            '{"input_frames": 4, "output_frames": 4, "patch_size": 2}', "--epochs", "2",
+            "--run-dir", "run", "--verbose", "0"]  # fmt: skip
+    code, out, err = _run(argv)
+    assert code == 0, err
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["model_config"]["height"] == 16
+    scale = config["data_scale"]
+    assert scale["name"] == "normalization" and scale["normalization"]["method"] == "zscore"
+    # Fitted on the training split only: not the mean of all sequences.
+    assert scale["normalization"]["mean"][0] != pytest.approx(float(data.mean()), abs=1e-4)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["windows"] > 0 and metrics["persistence"]["mse_data_units"] > 0
+    code, out, err = _run(
+        ["evaluate", "--model", "run", "--data", "arrays", "--data-path", "fields.npy"]
+    )
+    assert code == 0, err
+    assert json.loads(out)["model"]["mse_data_units"] == pytest.approx(
+        metrics["model"]["mse_data_units"], rel=1e-4
+    )
+    code, _, err = _run(["export", "--model", "run", "--format", "tflite"])
+    assert code == 0, err
+    sidecar = json.loads((tmp_path / "tflite" / "convlstm_tiny.tflite.json").read_text())
+    assert sidecar["data_scale"] == scale
+    np.save(tmp_path / "past.npy", data[0, :4])
+    for model in ("run", "tflite/convlstm_tiny.tflite"):
+        code, out, err = _run(
+            ["predict", "--model", model, "--inputs", "past.npy", "--out", "f.npy"]
+        )
+        assert code == 0, err
+        forecast = np.load(tmp_path / "f.npy")
+        assert forecast.shape == (4, 16, 16, 1)
+        # In the data's units (kelvin), not in the normalised scale.
+        assert 200 < float(forecast.mean()) < 360
+    code, _, err = _run([*argv[:6], "missing.npy", *argv[7:]])
+    assert code == 2 and "missing.npy" in err
