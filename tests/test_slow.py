@@ -127,3 +127,27 @@ def test_latency_benchmark_smoke(tmp_path):
     for row in payload["results"]:
         assert row["median_ms"] > 0 and row["gmacs"] > 0
     assert "| convlstm_tiny |" in out.with_suffix(".md").read_text()
+
+
+def test_pipeline_benchmark_smoke(tmp_path):
+    """benchmarks/pipeline.py measures both rates for a source and writes JSON + markdown."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "pipeline.py"
+    out = tmp_path / "pipeline"
+    done = subprocess.run(
+        [sys.executable, str(script), "--seconds", "1", "--sources", "radar_64", "--out",
+         str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (row,) = json.loads(out.with_suffix(".json").read_text())["results"]
+    assert row["pipeline_sequences_per_second"] > 0 and row["training_sequences_per_second"] > 0
+    assert row["headroom"] == pytest.approx(
+        row["pipeline_sequences_per_second"] / row["training_sequences_per_second"]
+    )
