@@ -136,21 +136,27 @@ def cmd_evaluate(args):
     from kerastp.training import evaluate, evaluate_radar
 
     if args.data == "arrays":
+        from kerastp.export import recorded_run_config
         from kerastp.training import evaluate_user_arrays, load_model
         from kerastp.visualize import recorded_normalization
 
         normalization = recorded_normalization(args.model)
-        if normalization is None or args.data_path is None:
+        run = recorded_run_config(args.model) or {}
+        data_path = args.data_path or run.get("data_path")
+        if normalization is None or data_path is None:
             raise ValueError(
-                "--data arrays needs --data-path and a model trained on arrays (its run "
-                "directory or sidecar records the normalisation)"
+                "--data arrays needs a model trained on arrays (its run directory or sidecar "
+                "records the normalisation) and its data file (--data-path)"
             )
+        # The run's seed, stride and key define its split: evaluate on its validation part.
         _print_json(
             evaluate_user_arrays(
                 load_model(args.model),
-                args.data_path,
+                data_path,
                 normalization,
-                stride=args.stride,
+                key=args.data_key or run.get("data_key"),
+                stride=run.get("stride", args.stride),
+                seed=run.get("seed", 0),
                 batch_size=args.batch_size,
             )
         )
@@ -383,7 +389,8 @@ def build_parser():
         help="refuse dynamic/int8 TFLite whose MSE on held-out sequences is this much higher "
         "(relative) than the Keras model's (default 0.10)",
     )
-    _add_data_args(p)
+    # None: calibrate and judge on the data the run was trained on (radar, arrays, digits).
+    _add_data_args(p, default=None)
     p.add_argument("--saved-model-dir", default="saved_models")
     p.add_argument("--tflite-dir", default="tflite")
     p.set_defaults(func=cmd_export)
@@ -429,7 +436,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as error:
         print(f"kerastp {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -591,6 +591,72 @@ def _moving_mnist_pairs(model, split, data, num_sequences, mnist_path, seed):
     return past.numpy(), future.numpy()
 
 
+def recorded_run_config(model_path):
+    """The `config.json` of the run a model comes from (its run directory, or the one its
+    `.keras` file sits in or under), or None."""
+    model_path = Path(model_path)
+    run_dir = model_path if model_path.is_dir() else model_path.parent
+    for candidate in (run_dir / "config.json", run_dir.parent / "config.json"):
+        if candidate.is_file():
+            with contextlib.suppress(ValueError, OSError):
+                return json.loads(candidate.read_text())
+    return None
+
+
+def quantization_data(model, quantize, data=None, run=None, mnist_path=None, sequences=64):
+    """Calibration frames and held-out `(past, future)` for a quantised export, drawn from the
+    data the model was trained on.
+
+    `data` (or, when None, the run's recorded data source, else "procedural") decides:
+    Moving MNIST draws training-split and test-digit sequences; "radar" the windows of the
+    training and validation events; "arrays" the training and validation windows of the
+    run's file with its recorded normalisation.
+
+    Returns:
+        (representative_data or None, validation_data or None); both None for fp16 / float.
+    """
+    if quantize not in ("dynamic", "int8", "int8_io"):
+        return None, None
+    run = run or {}
+    source = data or run.get("data") or "procedural"
+    frames = {"input_frames": model.input_frames, "output_frames": model.output_frames}
+    if source == "radar":
+        from kerastp.data import radar
+
+        common = {
+            "path": run.get("radar_path"),
+            "resolution": run.get("radar_resolution") or model.height,
+            **frames,
+        }
+        train_past, _ = radar.radar_arrays("train", **common)
+        validation = radar.radar_arrays("val", **common)
+    elif source == "arrays":
+        from kerastp.data import arrays
+
+        scale = run.get("data_scale") or {}
+        if not run.get("data_path") or scale.get("name") != "normalization":
+            raise ValueError(
+                "Quantising a model trained on your own arrays needs its run's config.json "
+                "(data_path and normalisation); export from the run directory"
+            )
+        common = {
+            "key": run.get("data_key"),
+            "stride": run.get("stride", 1),
+            "seed": run.get("seed", 0),
+            "normalization": arrays.Normalization.from_config(scale["normalization"]),
+            **frames,
+        }
+        train_past, _, _ = arrays.prepare_arrays(run["data_path"], "train", **common)
+        past, future, _ = arrays.prepare_arrays(run["data_path"], "val", **common)
+        validation = (past[:sequences], future[:sequences])
+    else:
+        path = mnist_path or run.get("mnist_path")
+        train_past = calibration_frames(model, source, sequences, mnist_path=path)
+        validation = held_out_sequences(model, source, sequences, mnist_path=path)
+    representative = train_past[:sequences] if quantize in ("int8", "int8_io") else None
+    return representative, validation
+
+
 def export_artifacts(
     model_path,
     formats=("keras", "saved_model", "tflite"),
@@ -598,7 +664,7 @@ def export_artifacts(
     saved_model_dir="saved_models",
     tflite_dir="tflite",
     quantize="none",
-    data="procedural",
+    data=None,
     mnist_path=None,
     max_metric_increase=MAX_METRIC_INCREASE,
 ):
@@ -612,8 +678,10 @@ def export_artifacts(
         saved_model_dir: where `.keras` and SavedModel go.
         tflite_dir: where `.tflite` goes.
         quantize: TFLite quantisation, one of `QUANTIZATIONS`.
-        data, mnist_path: Moving MNIST digits for int8 calibration (training split) and for
-            judging integer conversions (64 held-out sequences of test digits).
+        data: where int8 calibration (training split) and the held-out sequences that judge
+            integer conversions come from; None: the data the run was trained on (see
+            `quantization_data`), else procedural Moving MNIST.
+        mnist_path: MNIST location for Moving MNIST digits.
         max_metric_increase: allowed relative MSE increase of integer conversions.
 
     Returns:
@@ -631,6 +699,12 @@ def export_artifacts(
     data_scale = recorded_data_scale(model_path)
     name = name or preset or Path(model_path).stem
     targets = _targets(name, saved_model_dir, tflite_dir)
+    # Everything the exports need is gathered before the first artifact is written.
+    representative, validation = (None, None)
+    if "tflite" in formats:
+        representative, validation = quantization_data(
+            model, quantize, data, recorded_run_config(model_path), mnist_path
+        )
     written = {}
     for kind in ("keras", "saved_model"):
         if kind in formats:
@@ -638,20 +712,19 @@ def export_artifacts(
             written[kind] = (path, exporter(model, path, preset=preset, data_scale=data_scale))
     if "tflite" in formats:
         path = targets["tflite"][1]
-        kwargs = {}
         if quantize != "none":
             path = path.with_name(f"{name}_{quantize}.tflite")
-            if quantize in ("int8", "int8_io"):
-                kwargs["representative_data"] = calibration_frames(
-                    model, data, mnist_path=mnist_path
-                )
-            if quantize in ("dynamic", "int8", "int8_io"):
-                kwargs["validation_data"] = held_out_sequences(model, data, mnist_path=mnist_path)
-                kwargs["max_metric_increase"] = max_metric_increase
         written["tflite"] = (
             path,
             export_tflite(
-                model, path, quantize=quantize, preset=preset, data_scale=data_scale, **kwargs
+                model,
+                path,
+                quantize=quantize,
+                representative_data=representative,
+                validation_data=validation,
+                max_metric_increase=max_metric_increase,
+                preset=preset,
+                data_scale=data_scale,
             ),
         )
     return written

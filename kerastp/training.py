@@ -201,7 +201,8 @@ def train(config=None, callbacks=None, **kwargs):
 
     Running `train` again with the same configuration and run directory after an
     interruption resumes from the last backup (each epoch end, or every `backup_every`
-    steps): weights, optimizer state, schedule position and the data stream continue.
+    steps): weights, optimizer state and schedule position continue, and so does the Moving
+    MNIST data stream; radar and array windows restart their seeded shuffle.
 
     Args:
         config: a `TrainConfig`; or pass its fields as keyword arguments.
@@ -228,6 +229,12 @@ def train(config=None, callbacks=None, **kwargs):
         height, width, channels = (int(d) for d in source.shape[-3:])
         shape = {"height": height, "width": width, "channels": channels}
         model = registry.build_model(config.preset, **{**shape, **config.overrides})
+        if tuple(model.frame_shape) != (height, width, channels):
+            raise ValueError(
+                f"{config.data_path} holds {height}x{width}x{channels} frames, the model "
+                f"expects {'x'.join(map(str, model.frame_shape))} (drop height/width/channels "
+                "from `overrides`)"
+            )
         train_data, val_data, steps, normalization = _array_datasets(model, config, source)
         data_scale = {
             "name": "normalization",
@@ -253,7 +260,7 @@ def train(config=None, callbacks=None, **kwargs):
     config_file = run_dir / "config.json"
     if config_file.is_file():
         previous = json.loads(config_file.read_text())
-        ignored = {"verbose", "eval_sequences", "tensorboard"}
+        ignored = {"verbose", "eval_sequences", "tensorboard", "backup_every"}
         # JSON turns tuples into lists: compare through a JSON round trip.
         # Keys a run written by an older kerastp lacks are not compared.
         changed = sorted(
@@ -348,6 +355,7 @@ def train(config=None, callbacks=None, **kwargs):
             model,
             source,
             normalization,
+            key=config.data_key,
             stride=config.stride,
             seed=config.seed,
             batch_size=config.batch_size,
@@ -426,7 +434,7 @@ def _array_datasets(model, config, source):
     return train_data, val_data, steps, normalization
 
 
-def evaluate_user_arrays(model, source, normalization, split="val", stride=1, seed=0,
+def evaluate_user_arrays(model, source, normalization, split="val", key=None, stride=1, seed=0,
                          batch_size=16):  # fmt: skip
     """Errors of a model and of persistence on the windows of the user's own data.
 
@@ -435,6 +443,7 @@ def evaluate_user_arrays(model, source, normalization, split="val", stride=1, se
         source: the array (or file path) the model was trained on.
         normalization: the fitted `kerastp.data.Normalization` of the training split.
         split: "val" (default) or "test".
+        key: array name inside `source`, as in training.
         stride, seed: as in training (they fix the windows and the split).
         batch_size: prediction batch size.
 
@@ -448,6 +457,7 @@ def evaluate_user_arrays(model, source, normalization, split="val", stride=1, se
     past, future, _ = arrays.prepare_arrays(
         source,
         split,
+        key=key,
         input_frames=model.input_frames,
         output_frames=model.output_frames,
         stride=stride,

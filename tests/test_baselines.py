@@ -106,13 +106,16 @@ def test_scheduled_sampling_feeds_truth_in_train_step_only(preset):
 def test_sampling_mask_is_drawn_per_sequence_and_step_at_rate_eta():
     model = registry.build_model("convlstm_tiny", output_frames=5)
     future = _frames((512, 5, 64, 64, 1), 2)
-    patches, mask = model.teacher_inputs(future, iterations=24999)  # eta = 0.5
+    # The tiny preset's schedule: 1 -> 0 over its first 2,500 updates.
+    patches, mask = model.teacher_inputs(future, iterations=1249)  # eta = 0.5
     mask = keras.ops.convert_to_numpy(mask)
     assert mask.shape == (512, 4)
     assert set(np.unique(mask)) == {0.0, 1.0}
     assert mask.mean() == pytest.approx(0.5, abs=0.05)
     assert patches.shape == (512, 4, 16, 16, 16)
-    assert model.teacher_inputs(future, iterations=50000)[1].numpy().sum() == 0
+    assert model.teacher_inputs(future, iterations=2500)[1].numpy().sum() == 0
+    mmnist = registry.get_preset("convlstm_mmnist")["config"]
+    assert (mmnist["sampling_changing_rate"], mmnist["sampling_stop_iter"]) == (2e-5, 50000)
     off = registry.build_model("convlstm_tiny", output_frames=5, scheduled_sampling=False)
     assert off.teacher_inputs(future, iterations=0) is None
     with pytest.raises(ValueError, match="targets `future` of shape"):
@@ -238,3 +241,17 @@ def test_mac_count_includes_frames_folded_into_the_batch_axis():
     # fvcore counts GroupNorm (5 operations per element) and SimVP's depth-wise convs.
     assert rows["encoder_0/norm"].fvcore_macs == 5 * 10 * 64 * 64 * 16
     assert rows["translator_0/lka_local"].fvcore_macs == rows["translator_0/lka_local"].macs > 0
+
+
+def test_tau_attention_keeps_pytorch_default_init():
+    from kerastp.layers.tau_block import TAUBlock
+
+    block = TAUBlock(dim=64, kernel_size=21)
+    block.build((None, 8, 8, 64))
+    # PyTorch: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = k*k for a depth-wise conv (not C*k*k).
+    for layer, k in ((block.lka_local, 5), (block.lka_far, 7)):
+        kernel = np.asarray(layer.kernel)
+        assert np.abs(kernel).max() <= 1 / k
+        assert np.abs(kernel).max() > 0.8 / k
+    kernel = np.asarray(block.lka_gate.kernel)  # 1x1, fan_in = dim
+    assert 0.8 / 8 < np.abs(kernel).max() <= 1 / 8

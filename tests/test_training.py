@@ -200,6 +200,19 @@ def test_radar_training_scores_model_and_persistence(tmp_path):
         assert {"mse", "mse_mm_h", "csi_1.0", "pod_1.0", "far_1.0", "fss"} <= set(row)
         assert 0.0 <= row["csi_1.0"] <= 1.0
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["windows"] == 16
+    # Integer exports are judged on the run's own held-out data: the 16 validation windows.
+    from kerastp import export
+
+    written = export.export_artifacts(
+        tmp_path / "run",
+        formats=("tflite",),
+        quantize="dynamic",
+        tflite_dir=tmp_path / "tflite",
+        max_metric_increase=10.0,
+    )
+    sidecar = written["tflite"][1]
+    assert sidecar["parity"]["held_out_sequences"] == 16
+    assert sidecar["data_scale"]["name"] == "radar_log_rain_rate"
     with pytest.raises(ValueError, match="radar data 64x64"):
         training.train(
             preset="stlight_tiny",

@@ -9,11 +9,13 @@ from kerastp.layers.gsta import GSTABlock, pytorch_default_init
 def _default_conv(filters, kernel_size, fan_in, name, dilation=1, depthwise=False):
     kernel_init, bias_init = pytorch_default_init(fan_in)
     if depthwise:
+        # Keras' fan-in of a depth-wise kernel (k, k, C, 1) is C*k*k; PyTorch's is k*k
+        # (in_channels / groups * k * k), so the bound is set explicitly.
         return keras.layers.DepthwiseConv2D(
             kernel_size,
             padding="same",
             dilation_rate=dilation,
-            depthwise_initializer=kernel_init,
+            depthwise_initializer=bias_init,
             bias_initializer=bias_init,
             name=name,
         )
