@@ -214,11 +214,40 @@ def recorded_normalization(model_path):
     return Normalization.from_config(scale["normalization"])
 
 
+class _RadarScale:
+    """Rain rate (mm/h) <-> the radar model scale, as `transform` / `inverse`."""
+
+    def transform(self, rain_rate):
+        from kerastp.data.radar import to_model_scale
+
+        return to_model_scale(np.asarray(rain_rate, np.float32))
+
+    def inverse(self, x):
+        from kerastp.data.radar import to_rain_rate
+
+        return to_rain_rate(np.asarray(x, np.float32))
+
+
+def recorded_scaling(model_path):
+    """How a saved model's inputs and forecasts map to the data's units, or None.
+
+    Models trained on your own arrays carry their fitted normalisation, radar models the
+    rain-rate transform (mm/h); both are read from the run's config.json or the sidecar.
+    Moving MNIST models work in [0, 1] and return None.
+    """
+    from kerastp.export import recorded_data_scale
+
+    scale = recorded_data_scale(model_path) or {}
+    if scale.get("name") == "radar_log_rain_rate":
+        return _RadarScale()
+    return recorded_normalization(model_path)
+
+
 def predict_to_pictures(model_path, out, data="procedural", index=0, inputs=None, mnist_path=None):
     """Forecasts one sequence with a saved model and writes a PNG strip and a GIF, or a `.npy`.
 
-    For a model trained on the user's own arrays, `inputs` are in the data's units: they are
-    normalised with the normalisation recorded at training (run config or sidecar) and, when
+    For a model trained on the user's own arrays or on radar, `inputs` are in the data's units
+    (radar: mm/h): they are scaled as recorded at training (run config or sidecar) and, when
     `out` ends in `.npy`, the forecast is written back in the data's units.
 
     Args:
@@ -236,7 +265,7 @@ def predict_to_pictures(model_path, out, data="procedural", index=0, inputs=None
     from kerastp.data import moving_mnist
 
     model = load_forecaster(model_path)
-    normalization = recorded_normalization(model_path)
+    scaling = recorded_scaling(model_path)
     truth = None
     if inputs is not None:
         inputs = Path(inputs)
@@ -245,8 +274,8 @@ def predict_to_pictures(model_path, out, data="procedural", index=0, inputs=None
         past = np.load(inputs, allow_pickle=False)
         if past.ndim != 4:
             raise ValueError(f"{inputs} must hold (T_in, H, W, C) frames, got shape {past.shape}")
-        if normalization is not None:
-            past = normalization.transform(past.astype(np.float32))
+        if scaling is not None:
+            past = scaling.transform(past.astype(np.float32))
     else:
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 10_000:
             raise ValueError(f"`index` must be an integer in [0, 10000), got {index!r}")
@@ -259,8 +288,8 @@ def predict_to_pictures(model_path, out, data="procedural", index=0, inputs=None
     out = Path(out)
     if out.suffix == ".npy":
         forecast = _predict_one(model, past)
-        if normalization is not None:
-            forecast = normalization.inverse(forecast)
+        if scaling is not None:
+            forecast = scaling.inverse(forecast)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp.npy")
         np.save(tmp, forecast.astype(np.float32))

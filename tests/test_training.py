@@ -213,6 +213,16 @@ def test_radar_training_scores_model_and_persistence(tmp_path):
     sidecar = written["tflite"][1]
     assert sidecar["parity"]["held_out_sequences"] == 16
     assert sidecar["data_scale"]["name"] == "radar_log_rain_rate"
+    # Forecasts of a radar model come back in mm/h from mm/h inputs.
+    from kerastp import visualize
+
+    rain = radar.to_rain_rate(past[3])
+    np.save(tmp_path / "rain.npy", rain)
+    out, _ = visualize.predict_to_pictures(
+        tmp_path / "run", tmp_path / "forecast.npy", inputs=tmp_path / "rain.npy"
+    )
+    expected = radar.to_rain_rate(result["model"].predict(past[3:4], verbose=0)[0])
+    np.testing.assert_allclose(np.load(out), expected, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="radar data 64x64"):
         training.train(
             preset="stlight_tiny",
