@@ -121,9 +121,13 @@ def bench_preset(preset, threads, runs, max_seconds, workdir, log):
 
 def markdown(payload):
     m = payload["machine"]
+    timing = (
+        f"up to {payload['runs']} timed runs after 3 warm-up runs, at most "
+        f"{payload['max_seconds']:.0f} s per row"
+    )
     lines = [
-        f"Forecast latency at batch 1 (median of up to {payload['runs']} timed runs after 3 "
-        f"warm-up runs, at most {payload['max_seconds']:.0f} s per row) on {m['cpu']}, "
+        f"Forecast latency at batch 1 (median of {payload.get('timing_note') or timing}) on "
+        f"{m['cpu']}, "
         f"{m['cores']} cores; TensorFlow {m['versions']['tensorflow']}, LiteRT "
         f"{m['versions']['ai_edge_litert']}, ONNX Runtime {m['versions']['onnxruntime']}. "
         "Keras and SavedModel use TensorFlow's default thread pool (all cores). GMAC/s: "
@@ -187,15 +191,19 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     out = Path(args.out)
-    previous = []
+    previous, timing_note = [], None
     if args.append and out.with_suffix(".json").is_file():
         import json
 
-        previous = [
-            r
-            for r in json.loads(out.with_suffix(".json").read_text())["results"]
-            if r["preset"] not in args.presets
-        ]
+        old = json.loads(out.with_suffix(".json").read_text())
+        previous = [r for r in old["results"] if r["preset"] not in args.presets]
+        if (old["runs"], old["max_seconds"]) != (args.runs, args.max_seconds):
+            kept = sorted({r["preset"] for r in previous}, key=list(registry.PRESETS).index)
+            timing_note = (
+                f"up to {old['runs']} timed runs, at most {old['max_seconds']:.0f} s per row for "
+                f"{', '.join(kept)}; up to {args.runs} runs, at most {args.max_seconds:.0f} s "
+                f"per row for {', '.join(args.presets)}; 3 warm-up runs each"
+            )
     results = []
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as workdir:
@@ -210,6 +218,7 @@ def main(argv=None):
         "date": time.strftime("%Y-%m-%d"),
         "runs": args.runs,
         "max_seconds": args.max_seconds,
+        "timing_note": timing_note,
         "threads": args.threads,
         "seconds": time.perf_counter() - start,
         "results": sorted(previous + results, key=lambda r: order[r["preset"]]),
