@@ -45,7 +45,7 @@ import zlib
 import numpy as np
 
 from kerastp.data.moving_mnist import _check_int
-from kerastp.data.radar import sliding_windows, window_starts
+from kerastp.data.radar import sliding_windows, window_starts, windows_dataset
 
 __all__ = [
     "ARRAY_SUFFIXES",
@@ -946,33 +946,8 @@ def array_dataset(
     )
     if shuffle is None:
         shuffle = _check_split_name(split) == "train"
-    num_windows = len(starts)
-    if drop_remainder and num_windows < batch_size:
-        raise ValueError(
-            f"the split has {num_windows} windows, fewer than batch_size={batch_size} with "
-            "drop_remainder=True, which would leave the dataset empty."
-        )
-
-    from kerastp.backend import require_tensorflow
-
-    tf = require_tensorflow()
-    frames_t = tf.constant(frames, dtype=tf.float32)
-    size = [input_frames + output_frames, *frames.shape[1:]]
-
-    def window(start):
-        video = tf.slice(frames_t, tf.stack([start, 0, 0, 0]), size)
-        return video[:input_frames], video[input_frames:]
-
-    dataset = tf.data.Dataset.from_tensor_slices(starts.astype(np.int32))
-    if cache:
-        dataset = dataset.map(window, num_parallel_calls=tf.data.AUTOTUNE).cache()
-        if shuffle:
-            dataset = dataset.shuffle(num_windows, seed=seed, reshuffle_each_iteration=True)
-    else:
-        if shuffle:
-            dataset = dataset.shuffle(num_windows, seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.map(window, num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    num_batches = num_windows // batch_size if drop_remainder else -(-num_windows // batch_size)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
-    return dataset.prefetch(tf.data.AUTOTUNE), norm
+    dataset = windows_dataset(
+        frames, starts, input_frames, output_frames, batch_size,
+        shuffle=shuffle, seed=seed, cache=cache, drop_remainder=drop_remainder,
+    )  # fmt: skip
+    return dataset, norm

@@ -776,6 +776,31 @@ def radar_dataset(
         offset += event.num_frames
     starts = np.concatenate(starts)
     frames = np.concatenate([event.frames for event in loaded])
+    return windows_dataset(
+        frames, starts, input_frames, output_frames, batch_size,
+        shuffle=shuffle, seed=seed, cache=cache, drop_remainder=drop_remainder,
+    )  # fmt: skip
+
+
+def windows_dataset(
+    frames,
+    starts,
+    input_frames,
+    output_frames,
+    batch_size,
+    *,
+    shuffle=False,
+    seed=0,
+    cache=True,
+    drop_remainder=False,
+):
+    """A batched `tf.data.Dataset` of (past, future) windows sliced from in-memory frames.
+
+    Windows start at `starts` in `frames` (T, H, W, C) and hold `input_frames` then
+    `output_frames` frames; slicing runs in parallel maps, `cache=True` caches the sliced
+    windows, `shuffle` reshuffles them every pass (seeded), and the cardinality is asserted.
+    Shared by the radar and user-array pipelines.
+    """
     num_windows = len(starts)
     if drop_remainder and num_windows < batch_size:
         raise ValueError(
@@ -786,7 +811,7 @@ def radar_dataset(
     from kerastp.backend import require_tensorflow
 
     tf = require_tensorflow()
-    frames_t = tf.constant(frames)
+    frames_t = tf.constant(frames, dtype=tf.float32)
     size = [input_frames + output_frames, *frames.shape[1:]]
 
     def window(start):
