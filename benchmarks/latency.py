@@ -19,14 +19,15 @@ Writes `benchmarks/results/latency.json` and `.md`.
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import machine  # noqa: E402
 
 from kerastp import bench, export, registry  # noqa: E402
 from kerastp.export import calibration_frames, convert_to_tflite, write_json  # noqa: E402
@@ -36,33 +37,6 @@ DEFAULT_PRESETS = registry.list_presets(tiny=True) + registry.list_presets(
     tiny=False, model="stlight"
 )
 TFLITE_KINDS = ("none", "fp16", "dynamic", "int8")
-
-
-def machine():
-    cpu = platform.processor() or platform.machine()
-    with_name = Path("/proc/cpuinfo")
-    if with_name.is_file():
-        for line in with_name.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    import keras
-    import tensorflow as tf
-
-    versions = {"tensorflow": tf.__version__, "keras": keras.__version__}
-    for name in ("ai_edge_litert", "onnxruntime", "tf2onnx"):
-        try:
-            versions[name] = __import__(name).__version__
-        except (ImportError, AttributeError):
-            versions[name] = None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "system": platform.platform(),
-        "versions": versions,
-        "gpu": bool(tf.config.list_physical_devices("GPU")),
-    }
 
 
 def _size(path):

@@ -309,6 +309,26 @@ def build_model(preset, **overrides):
     return cls(**config)
 
 
+def frame_overrides(preset, input_frames, output_frames):
+    """Overrides that build `preset` for other frame counts.
+
+    Sets `input_frames` / `output_frames`, and for a preset whose temporal segments must
+    divide the input (USTEP's `micro_frames` dt and `macro_frames` DT) picks the largest
+    divisors of `input_frames` not above the preset's (e.g. DT 5 -> 3 for 6 input frames).
+
+    Example:
+    >>> frame_overrides("ustep_tiny", 6, 12)["macro_frames"]
+    3
+    """
+    config = get_preset(preset)["config"]
+    overrides = {"input_frames": int(input_frames), "output_frames": int(output_frames)}
+    divisors = [d for d in range(1, int(input_frames) + 1) if input_frames % d == 0]
+    for name in ("micro_frames", "macro_frames"):
+        if name in config and input_frames % config[name]:
+            overrides[name] = max(d for d in divisors if d <= config[name])
+    return overrides
+
+
 def count_trainable_params(model):
     """Trainable parameters (what PyTorch's `numel` over parameters reports)."""
     import numpy as np

@@ -126,7 +126,8 @@ class TrainConfig:
                     f"radar_resolution={config.radar_resolution!r}"
                 )
             size = config.radar_resolution
-            defaults = {**RADAR_FRAMES, "height": size, "width": size, "channels": 1}
+            frames = registry.frame_overrides(config.preset, **RADAR_FRAMES)
+            defaults = {**frames, "height": size, "width": size, "channels": 1}
             config.overrides = {**defaults, **config.overrides}
         if config.data == "arrays":
             from kerastp.data import arrays

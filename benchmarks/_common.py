@@ -1,0 +1,195 @@
+"""What the benchmark scripts share: the machine description, budgets, result writing, plots.
+
+Every result file records the machine it was measured on (`machine()`), so a table read
+later, or next to one from another machine, says where its numbers come from.
+"""
+
+import os
+import platform
+from pathlib import Path
+
+from kerastp.export import write_json
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+#: The budgets of `benchmarks/run.py --budget`. `smoke` exercises every code path in a few
+#: minutes (CI); `cpu` is what a 2-core CPU measures in about an hour; `gpu` is the full run.
+BUDGETS = {
+    "smoke": {
+        "fidelity_presets": "tiny",
+        "throughput_presets": ["stlight_tiny", "convlstm_tiny"],
+        "throughput_steps": 2,
+        "throughput_max_seconds": 1,
+        "throughput_eager_max_gmacs": None,
+        "throughput_xla_max_gmacs": None,
+        "quality_presets": "tiny",
+        "quality_steps": 3,
+        "quality_eval_sequences": 16,
+        "radar_presets": "tiny",
+        "radar_steps": 2,
+    },
+    "cpu": {
+        "fidelity_presets": "all",
+        "throughput_presets": "all",
+        "throughput_steps": 8,
+        "throughput_max_seconds": 30,
+        "throughput_eager_max_gmacs": 1.0,
+        "throughput_xla_max_gmacs": 1.0,
+        "quality_presets": "tiny",
+        "quality_steps": 600,
+        "quality_eval_sequences": 1000,
+        "radar_presets": "tiny",
+        "radar_steps": 300,
+    },
+    "gpu": {
+        "fidelity_presets": "all",
+        "throughput_presets": "all",
+        "throughput_steps": 30,
+        "throughput_max_seconds": 60,
+        "throughput_eager_max_gmacs": None,
+        "throughput_xla_max_gmacs": None,
+        "quality_presets": "paper",
+        "quality_steps": 20000,
+        "quality_eval_sequences": 10000,
+        "radar_presets": "tiny",
+        "radar_steps": 3000,
+    },
+}
+
+
+def presets_for(selection):
+    """Preset names for a budget's selection: "tiny", "paper" (one per model), "all" or a list."""
+    from kerastp import registry
+
+    if isinstance(selection, list | tuple):
+        return list(selection)
+    if selection == "tiny":
+        return registry.list_presets(tiny=True)
+    if selection == "all":
+        return registry.list_presets()
+    if selection == "paper":
+        # One trainable-size paper preset per model; STLight's smallest paper size.
+        names = []
+        for model in registry.MODELS:
+            paper = registry.list_presets(tiny=False, model=model)
+            if paper:
+                names.append(paper[0])
+        return names
+    raise ValueError(f"preset selection must be tiny, paper, all or a list, got {selection!r}")
+
+
+#: OpenSTL stops scheduled sampling at 50k of its 125k Moving MNIST steps.
+SAMPLING_FRACTION = 0.4
+
+
+def budget_overrides(preset, steps):
+    """Model overrides that fit a preset's step-dependent schedules into `steps`.
+
+    The recurrent baselines' scheduled sampling ends at 40% of the run, as in OpenSTL.
+    """
+    from kerastp import registry
+
+    config = registry.get_preset(preset)["config"]
+    if "sampling_stop_iter" not in config or config.get("scheduled_sampling") is False:
+        return {}
+    stop = max(1, round(SAMPLING_FRACTION * steps))
+    return {"sampling_stop_iter": stop, "sampling_changing_rate": 1.0 / stop}
+
+
+def machine():
+    """CPU model, cores, GPUs, Python, platform and package versions of this machine."""
+    import keras
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"tensorflow": tf.__version__, "keras": keras.__version__}
+    for name in ("ai-edge-litert", "onnxruntime", "tf2onnx", "pysteps", "numpy"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    gpus = []
+    for device in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(device)
+        gpus.append(details.get("device_name", device.name))
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpus": gpus,
+        "gpu": bool(gpus),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+        "versions": versions,
+    }
+
+
+def machine_line(info):
+    """One line naming the machine, for the head of a markdown table."""
+    where = f"{info['cpu']}, {info['cores']} cores"
+    if info["gpus"]:
+        where = f"{', '.join(info['gpus'])} + {where}"
+    versions = info["versions"]
+    return f"{where}; TensorFlow {versions['tensorflow']}, Keras {versions['keras']}"
+
+
+def write_results(out_dir, name, payload, markdown):
+    """Writes `<out_dir>/<name>.json` and `<name>.md` (each atomically)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / f"{name}.json", payload)
+    target = out_dir / f"{name}.md"
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(markdown)
+    os.replace(tmp, target)
+    return out_dir / f"{name}.json", target
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, or a clear error naming the extra."""
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise ImportError(
+            "The benchmark plots need matplotlib: pip install 'kerastp[bench]'"
+        ) from error
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(figure, path):
+    """Saves a matplotlib figure as PNG atomically and closes it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    figure.savefig(tmp, dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)
+    pyplot().close(figure)
+    return path
+
+
+def lead_time_plot(curves, path, title, ylabel, xlabel="lead time (frames)", lead_minutes=None):
+    """Line plot of score vs lead time; `curves` maps a label to a per-lead-time list."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    for label, values in curves.items():
+        steps = list(range(1, len(values) + 1))
+        x = [s * lead_minutes for s in steps] if lead_minutes else steps
+        style = "--" if label in ("persistence", "pysteps LK", "pysteps S-PROG") else "-"
+        axis.plot(x, values, style, marker="o", markersize=3, label=label)
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title, fontsize=10)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return save_figure(figure, path)

@@ -1,0 +1,145 @@
+"""The benchmark suite (benchmarks/run.py and its parts): helpers, budgets and a smoke run."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kerastp import registry
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import _common  # noqa: E402
+
+
+def test_frame_overrides_fit_ustep_segments_to_the_input():
+    assert registry.frame_overrides("ustep_tiny", 6, 12) == {
+        "input_frames": 6,
+        "output_frames": 12,
+        "macro_frames": 3,
+    }
+    # dt 2 divides 4; DT 5 does not: the largest divisor of 4 not above 5 is 4.
+    assert registry.frame_overrides("ustep_tiny", 4, 4)["macro_frames"] == 4
+    assert "micro_frames" not in registry.frame_overrides("ustep_tiny", 4, 4)
+    assert registry.frame_overrides("stlight_tiny", 6, 12) == {
+        "input_frames": 6,
+        "output_frames": 12,
+    }
+    model = registry.build_model("ustep_tiny", **registry.frame_overrides("ustep_tiny", 6, 12))
+    assert (model.input_frames, model.output_frames) == (6, 12)
+
+
+def test_budget_overrides_rescale_scheduled_sampling_only_for_recurrent_presets():
+    assert _common.budget_overrides("predrnn_tiny", 600) == {
+        "sampling_stop_iter": 240,
+        "sampling_changing_rate": pytest.approx(1 / 240),
+    }
+    assert _common.budget_overrides("convlstm_mmnist", 1)["sampling_stop_iter"] == 1
+    assert _common.budget_overrides("stlight_tiny", 600) == {}
+    assert _common.budget_overrides("tau_tiny", 600) == {}
+
+
+def test_preset_selections():
+    assert _common.presets_for("tiny") == registry.list_presets(tiny=True)
+    assert _common.presets_for("all") == registry.list_presets()
+    paper = _common.presets_for("paper")
+    assert len(paper) == len(registry.MODELS)
+    assert all(not registry.get_preset(p).get("tiny", False) for p in paper)
+    assert "stlight_extra_small" in paper and "predrnn_mmnist" in paper
+    assert _common.presets_for(["simvp_tiny"]) == ["simvp_tiny"]
+    with pytest.raises(ValueError, match="preset selection"):
+        _common.presets_for("everything")
+
+
+@pytest.mark.parametrize("budget", sorted(_common.BUDGETS))
+def test_every_budget_builds_command_lines_the_parts_accept(budget, tmp_path):
+    import run
+
+    commands = run.commands(budget, tmp_path)
+    assert list(commands) == list(run.PARTS)
+    for part, argv in commands.items():
+        assert argv[0] == f"{part}.py"
+        args = __import__(part).build_parser().parse_args(argv[1:])
+        assert args.out_dir == str(tmp_path)
+    quality = __import__("quality").build_parser().parse_args(commands["quality"][1:])
+    assert quality.steps == _common.BUDGETS[budget]["quality_steps"]
+
+
+def test_pysteps_db_transform_round_trip():
+    import nowcasting
+
+    rate = np.array([0.0, 0.05, 0.1, 1.0, 12.5, 100.0])
+    db = nowcasting._db(rate)
+    assert db[0] == db[1] == nowcasting.DB_ZERO
+    np.testing.assert_allclose(db[2:], 10 * np.log10(rate[2:]))
+    back = nowcasting._from_db(db)
+    np.testing.assert_allclose(back, [0.0, 0.0, 0.1, 1.0, 12.5, 100.0], rtol=1e-12)
+
+
+def test_nowcasting_score_clips_forecasts_to_the_data_range():
+    import nowcasting
+
+    future = np.full((1, 12, 8, 8, 1), 0.2, dtype=np.float32)
+    exploded = np.full_like(future, 7.0)  # far above model scale 1 (= 100 mm/h)
+    at_top = np.ones_like(future)
+    assert nowcasting.score(future, exploded)["mse_mm_h"] == pytest.approx(
+        nowcasting.score(future, at_top)["mse_mm_h"]
+    )
+    perfect = nowcasting.score(future, future)
+    assert perfect["mse_mm_h"] == 0 and perfect["csi"]["1.0"] == 1.0
+    assert len(perfect["mse_mm_h_per_lead_time"]) == 12
+
+
+@pytest.mark.slow
+def test_benchmark_suite_smoke(tmp_path):
+    """`benchmarks/run.py --budget smoke` runs every part and writes every table and plot."""
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "run.py"), "--budget", "smoke", "--out-dir",
+         str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    tiny = registry.list_presets(tiny=True)
+
+    fidelity = json.loads((tmp_path / "fidelity.json").read_text())
+    assert [r["preset"] for r in fidelity["results"]] == tiny
+    assert all(r["params"] > 0 and r["fvcore_macs"] > 0 for r in fidelity["results"])
+    assert fidelity["machine"]["cores"] >= 1
+
+    throughput = json.loads((tmp_path / "throughput.json").read_text())
+    rows = throughput["results"]
+    assert {(r["preset"], r["mode"]) for r in rows} == {
+        (p, m) for p in ("stlight_tiny", "convlstm_tiny") for m in ("eager", "graph", "xla")
+    }
+    assert all(r["samples_per_second"] > 0 and r["loss_finite"] for r in rows), rows
+
+    quality = json.loads((tmp_path / "quality.json").read_text())
+    assert [r["preset"] for r in quality["results"]] == tiny
+    for row in quality["results"]:
+        assert row["steps"] == 3 and row["eval_sequences"] == 16
+        assert len(row["mse_per_frame"]) == 10
+        assert np.isfinite([row["mse"], row["mae"], row["ssim"], row["psnr"]]).all()
+
+    nowcast = json.loads((tmp_path / "nowcasting.json").read_text())
+    names = [r["name"] for r in nowcast["results"]]
+    assert names == ["persistence", "pysteps LK", "pysteps S-PROG", *tiny]
+    assert nowcast["train_windows"] == 50 and nowcast["eval_windows"] == 16
+    for row in nowcast["results"]:
+        assert len(row["mse_mm_h_per_lead_time"]) == 12
+        assert 0 <= row["csi"]["1.0"] <= 1
+    # The baselines do not depend on training: persistence's scores are the radar protocol's.
+    persistence = nowcast["results"][0]
+    assert persistence["mse_mm_h_per_lead_time"][0] < persistence["mse_mm_h_per_lead_time"][-1]
+
+    for png in ("quality_mse_per_lead_time", "quality_forecasts", "nowcasting_mse",
+                "nowcasting_csi_1mm"):  # fmt: skip
+        assert (tmp_path / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = (tmp_path / "summary.md").read_text()
+    for part in ("fidelity", "throughput", "quality", "nowcasting"):
+        assert f"## {part}" in summary
