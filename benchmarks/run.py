@@ -12,6 +12,7 @@ part is reported without losing the others (the exit status is then 1).
 """
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -95,7 +96,10 @@ def main(argv=None):
         table = out_dir / f"{part}.md"
         if table.is_file():
             sections += [f"## {part}", "", table.read_text()]
-    (out_dir / "summary.md").write_text("\n".join(sections))
+    summary = out_dir / "summary.md"
+    tmp = summary.with_name(".summary.md.tmp")
+    tmp.write_text("\n".join(sections))
+    os.replace(tmp, summary)
     failed = [part for part, (code, _) in status.items() if code != 0]
     for part, (code, seconds) in status.items():
         print(f"{part}: {'ok' if code == 0 else f'FAILED (exit {code})'} in {seconds:.0f} s")

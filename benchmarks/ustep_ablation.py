@@ -202,7 +202,10 @@ def main(argv=None):
     }
     out = Path(args.out)
     write_json(out.with_suffix(".json"), payload)
-    out.with_suffix(".md").write_text(markdown(payload))
+    table = out.with_suffix(".md")
+    tmp = table.with_name(f".{table.name}.tmp")
+    tmp.write_text(markdown(payload))
+    os.replace(tmp, table)
     print(markdown(payload))
 
 

@@ -21,7 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
+from kerastp.validation import finite_number, non_negative_int, positive_int
+
 RUNTIMES = ("keras_eager", "keras_xla", "saved_model", "tflite", "onnxruntime")
+
+
+def _check_timing(warmup, runs, max_seconds):
+    non_negative_int("warmup", warmup)
+    if non_negative_int("runs", runs) < 1:
+        raise ValueError(f"`runs` must be >= 1, got runs={runs!r}")
+    finite_number("max_seconds", max_seconds, 0.0)
 
 
 def time_forecasts(forecast, past, *, warmup=3, runs=20, min_runs=5, max_seconds=30.0):
@@ -39,11 +48,8 @@ def time_forecasts(forecast, past, *, warmup=3, runs=20, min_runs=5, max_seconds
     Returns:
         dict with `median_ms`, `mean_ms`, `min_ms`, `p90_ms`, `runs`, `warmup`.
     """
-    for name, value in (("warmup", warmup), ("runs", runs), ("min_runs", min_runs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"`{name}` must be a non-negative integer, got {name}={value!r}")
-    if runs < 1:
-        raise ValueError(f"`runs` must be >= 1, got runs={runs!r}")
+    _check_timing(warmup, runs, max_seconds)
+    non_negative_int("min_runs", min_runs)
     for _ in range(warmup):
         np.asarray(forecast(past))
     times = []
@@ -80,10 +86,17 @@ def saved_model_forecaster(directory):
     """The forecast function of a kerastp SavedModel's `serving_default` signature."""
     import tensorflow as tf
 
-    from kerastp.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY
+    from kerastp.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, load_saved_model
 
-    signature = tf.saved_model.load(os.fspath(directory)).signatures[SIGNATURE_KEY]
-    return lambda past: signature(**{INPUT_NAME: tf.constant(past)})[OUTPUT_NAME].numpy()
+    loaded = load_saved_model(directory)
+    signature = loaded.signatures[SIGNATURE_KEY]
+
+    def forecast(past):
+        # `loaded` stays referenced: the signature reads its variables.
+        return signature(**{INPUT_NAME: tf.constant(past)})[OUTPUT_NAME].numpy()
+
+    forecast.loaded = loaded
+    return forecast
 
 
 def tflite_forecaster(path, num_threads=1):
@@ -174,6 +187,15 @@ def bench_path(path, *, batch_size=1, threads=(1,), warmup=3, runs=20, max_secon
     """
     from kerastp import registry
 
+    # Checked before anything is loaded or built.
+    batch_size = positive_int("batch_size", batch_size)
+    threads = (threads,) if isinstance(threads, int | np.integer) else tuple(threads)
+    if not threads:
+        raise ValueError(f"`threads` must list at least one thread count, got threads={threads}")
+    threads = [positive_int("threads", n) for n in threads]
+    _check_timing(warmup, runs, max_seconds)
+    if not isinstance(path, str | os.PathLike):
+        raise ValueError(f"`path` must be a preset name or a path, got path={path!r}")
     text = os.fspath(path)
     candidates = []
     if text in registry.PRESETS or text.endswith(".keras") or Path(text, "model.keras").is_file():
@@ -196,14 +218,13 @@ def bench_path(path, *, batch_size=1, threads=(1,), warmup=3, runs=20, max_secon
         shape = LiteForecaster(text).input_shape[1:]
         candidates = [("tflite", n, tflite_forecaster(text, n)) for n in threads]
     elif Path(text, "saved_model.pb").is_file():
-        import tensorflow as tf
-
         from kerastp.export import INPUT_NAME, SIGNATURE_KEY
 
-        signature = tf.saved_model.load(text).signatures[SIGNATURE_KEY]
+        forecast = saved_model_forecaster(text)
+        signature = forecast.loaded.signatures[SIGNATURE_KEY]
         spec = signature.structured_input_signature[1][INPUT_NAME]
         shape = tuple(spec.shape.as_list()[1:])
-        candidates = [("saved_model", None, saved_model_forecaster(text))]
+        candidates = [("saved_model", None, forecast)]
     else:
         raise FileNotFoundError(
             f"Nothing to benchmark at {text!r}: give a preset name (see `kerastp list`), a "

@@ -97,6 +97,8 @@ def _train_config(args):
         tensorboard=args.tensorboard,
         backup_every=args.backup_every,
         overrides=overrides,
+        strategy=args.strategy,
+        mixed_precision=args.mixed_precision,
         verbose=args.verbose,
     )
 
@@ -345,6 +347,19 @@ def build_parser():
     p.add_argument("--tensorboard", action="store_true")
     p.add_argument("--backup-every", type=int, default=None, help="also back up every N steps")
     p.add_argument(
+        "--strategy",
+        choices=("mirrored", "multi_worker"),
+        default=None,
+        help="tf.distribute: all local GPUs (mirrored) or the TF_CONFIG cluster (multi_worker); "
+        "--batch-size is the global batch",
+    )
+    p.add_argument(
+        "--mixed-precision",
+        choices=("bfloat16", "float16"),
+        default=None,
+        help="compute in low precision; variables, losses, forecasts and artifacts stay float32",
+    )
+    p.add_argument(
         "--override", default=None, help="model arguments as JSON, e.g. '{\"depth\": 8}'"
     )
     p.add_argument(
@@ -430,15 +445,39 @@ def build_parser():
     return parser
 
 
+#: A mistake in the command: a wrong value, a missing, unreadable or misplaced file, a missing
+#: optional library, an export that failed its check. Reported like argparse's usage errors.
+_USAGE_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+    FileExistsError,
+    RuntimeError,
+    ImportError,
+)
+
+
 def main(argv=None):
+    """Runs one `kerastp` command; returns its exit status.
+
+    0 on success. A mistake in the arguments exits with status 2 and one line on stderr,
+    `kerastp <command>: error: <message>` (argparse's own errors add the usage line before
+    it); every message names the argument and the value. Any other I/O failure (a full
+    disk, ...) exits with status 1, the same way. Neither prints a traceback.
+    """
     _quiet_tensorflow()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as error:
+    except _USAGE_ERRORS as error:
         print(f"kerastp {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        print(f"kerastp {args.command}: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import numpy as np
 from kerastp import export, training, visualize
 from kerastp.data import moving_mnist
 from kerastp.metrics import evaluate_arrays
+from kerastp.validation import check_output_dir
 
 
 def baselines(data="procedural", num_sequences=1000, mnist_path=None):
@@ -43,6 +44,8 @@ def run_demo(
         dict with the test metrics, the trivial baselines, the artifact paths, the picture
         paths and the wall time of each stage; also written to `<run_dir>/demo.json`.
     """
+    check_output_dir(saved_model_dir, "saved_model_dir")
+    check_output_dir(tflite_dir, "tflite_dir")
     timings = {}
     start = time.perf_counter()
     result = training.train(

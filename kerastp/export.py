@@ -24,6 +24,15 @@ tf = require_tensorflow()
 
 import keras  # noqa: E402
 
+from kerastp.artifacts import (  # noqa: E402
+    CorruptArtifactError,
+    check_keras_archive,
+    check_saved_model_dir,
+    saved_model_error,
+)
+from kerastp.precision import float32_model  # noqa: E402
+from kerastp.validation import check_output_dir, finite_number  # noqa: E402
+
 SIGNATURE_KEY = "serving_default"
 INPUT_NAME = "frames"
 OUTPUT_NAME = "forecast"
@@ -92,8 +101,14 @@ def _umask():
 
 
 def _tmp_sibling(path):
-    """A private temporary directory beside `path` (same file system, so renames are atomic)."""
+    """A private temporary directory beside `path` (same file system, so renames are atomic).
+
+    First puts back a previous artifact that a crash left aside mid-swap (see `_replace`).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    old = path.with_name(f".{path.name}.old")
+    if old.is_dir() and not path.exists():
+        os.replace(old, path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     return tmp
@@ -107,9 +122,14 @@ def _remove(path):
 
 
 def _replace(src, dst):
-    """Moves a verified `src` onto `dst`, replacing any previous artifact."""
+    """Moves a verified `src` onto `dst`, replacing any previous artifact.
+
+    A file is replaced by one atomic rename. A directory (SavedModel) takes two: the old one
+    moves aside to `.<name>.old` first; should a crash fall between the renames, the next
+    export to that path moves it back before anything else (`_tmp_sibling`).
+    """
+    old = dst.with_name(f".{dst.name}.old")
     if dst.is_dir() and not dst.is_symlink():
-        old = dst.with_name(f".{dst.name}.old")
         _remove(old)
         os.replace(dst, old)
         os.replace(src, dst)
@@ -139,6 +159,27 @@ def write_json(path, payload):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def save_keras_atomic(model, path):
+    """Saves `model` as a `.keras` file atomically; returns the path.
+
+    The archive is written beside `path`, checked (a complete zip whose every member passes
+    its CRC, with Keras' config), then renamed onto `path`: a save that fails or is killed
+    leaves any previous file intact and no temporary behind.
+    """
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"`path` must end in .keras, got {str(path)!r}")
+    tmp_dir = _tmp_sibling(path)
+    try:
+        tmp = tmp_dir / path.name
+        model.save(tmp)
+        check_keras_archive(tmp)
+        _replace(tmp, path)
+    finally:
+        _remove(tmp_dir)
+    return path
 
 
 def _json_default(value):
@@ -184,6 +225,7 @@ def export_keras(model, path, *, preset=None, data_scale=None, probe=None):
     Returns:
         The sidecar dict.
     """
+    model = float32_model(model)
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"`path` must end in .keras, got {str(path)!r}")
@@ -219,9 +261,36 @@ def _write_saved_model(model, directory):
         archive.write_out(os.fspath(directory), verbose=False)
 
 
+def load_saved_model(directory):
+    """Loads a kerastp SavedModel directory; checks it has the `serving_default` signature.
+
+    Returns:
+        The loaded object (`.signatures[SIGNATURE_KEY]` is the forecast function; keep the
+        object alive while using it).
+
+    Raises:
+        FileNotFoundError: no directory, or no saved_model.pb in it.
+        kerastp.artifacts.CorruptArtifactError: (a `ValueError`) an unreadable graph, missing
+            or truncated variables, or no `serving_default` signature; the message names the
+            directory.
+    """
+    directory = check_saved_model_dir(directory)
+    try:
+        loaded = tf.saved_model.load(os.fspath(directory))
+    except Exception as error:  # protobuf, I/O and checkpoint errors alike
+        raise saved_model_error(directory, error) from error
+    signatures = getattr(loaded, "signatures", None) or {}
+    if SIGNATURE_KEY not in signatures:
+        raise CorruptArtifactError(
+            f"{directory} is not a kerastp SavedModel: no {SIGNATURE_KEY!r} signature "
+            f"(it has {sorted(signatures)})"
+        )
+    return loaded
+
+
 def run_saved_model(directory, frames):
     """Runs a kerastp SavedModel's `serving_default` on NumPy frames."""
-    loaded = tf.saved_model.load(os.fspath(directory))
+    loaded = load_saved_model(directory)
     signature = loaded.signatures[SIGNATURE_KEY]
     return signature(**{INPUT_NAME: tf.constant(frames, tf.float32)})[OUTPUT_NAME].numpy()
 
@@ -241,6 +310,7 @@ def export_saved_model(model, path, *, preset=None, data_scale=None, probe=None)
     Returns:
         The sidecar dict.
     """
+    model = float32_model(model)
     path = Path(path)
     probe = probe_batch(model, batch_size=3) if probe is None else np.asarray(probe, np.float32)
     batches = [probe[:1], probe] if len(probe) > 1 else [probe]
@@ -418,6 +488,7 @@ def export_tflite(
     Returns:
         The sidecar dict.
     """
+    model = float32_model(model)
     from kerastp.lite import LiteForecaster
 
     path = Path(path)
@@ -689,11 +760,24 @@ def export_artifacts(
     """
     from kerastp.training import load_model
 
+    formats = (formats,) if isinstance(formats, str) else tuple(formats)
     unknown = sorted(set(formats) - {"keras", "saved_model", "tflite"})
-    if unknown:
-        raise ValueError(f"Unknown export formats {unknown}; valid: keras, saved_model, tflite")
+    if unknown or not formats:
+        raise ValueError(
+            f"Unknown export formats {unknown or 'none given'}; valid: keras, saved_model, tflite"
+        )
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"`quantize` must be one of {QUANTIZATIONS}, got quantize={quantize!r}")
+    # Every argument is checked before the model is loaded and anything is written.
+    finite_number("max_metric_increase", max_metric_increase, 0.0)
+    if name is not None and (
+        not isinstance(name, str) or Path(name).name != name or name in ("", ".", "..")
+    ):
+        raise ValueError(f"`name` must be a plain file name (no folders), got name={name!r}")
+    if "keras" in formats or "saved_model" in formats:
+        check_output_dir(saved_model_dir, "saved_model_dir")
+    if "tflite" in formats:
+        check_output_dir(tflite_dir, "tflite_dir")
     model = load_model(model_path)
     preset = _preset_of(model_path)
     data_scale = recorded_data_scale(model_path)

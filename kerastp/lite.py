@@ -8,6 +8,9 @@ import os
 
 import numpy as np
 
+from kerastp.artifacts import check_tflite_content, tflite_error
+from kerastp.validation import check_frames, positive_int
+
 
 def _interpreter_class():
     try:
@@ -56,6 +59,11 @@ class LiteForecaster:
         num_threads: int or None, interpreter threads.
         signature: str or None; the model's only (or `serving_default`) signature by default.
 
+    Raises:
+        FileNotFoundError: no file at `path`.
+        kerastp.artifacts.CorruptArtifactError: (a `ValueError`) empty, truncated or foreign
+            content, or a flatbuffer the interpreter refuses; the message names the file.
+
     Example:
     >>> forecaster = LiteForecaster("tflite/stlight_tiny.tflite")  # doctest: +SKIP
     >>> forecaster.predict(past).shape  # doctest: +SKIP
@@ -72,14 +80,15 @@ class LiteForecaster:
                 raise FileNotFoundError(f"TFLite model not found: {self.path}")
             with open(self.path, "rb") as f:
                 content = f.read()
-        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
-            raise ValueError(f"`num_threads` must be a positive integer, got {num_threads!r}")
+        if num_threads is not None:
+            num_threads = positive_int("num_threads", num_threads)
+        source = self.path or "the given bytes"
+        check_tflite_content(content, source)
         interpreter_cls = _interpreter_class()
         try:
             self.interpreter = interpreter_cls(model_content=content, num_threads=num_threads)
         except (ValueError, RuntimeError) as error:
-            source = self.path or "the given bytes"
-            raise ValueError(f"{source} is not a valid TFLite model: {error}") from error
+            raise tflite_error(source, content, error) from error
         signatures = self.interpreter.get_signature_list()
         if not signatures:
             raise ValueError(f"{self.path or 'model'} has no signature; export it with kerastp")
@@ -120,17 +129,8 @@ class LiteForecaster:
 
     def predict(self, past):
         """Forecasts from `past` (B, T_in, H, W, C) float frames in model scale."""
-        past = np.asarray(past)
-        expected = self.input_shape[1:]
-        if past.ndim != len(expected) + 1 or tuple(past.shape[1:]) != expected:
-            raise ValueError(
-                f"`past` must have shape (B, {', '.join(map(str, expected))}), got {past.shape}"
-            )
-        if not np.issubdtype(past.dtype, np.floating):
-            raise ValueError(f"`past` must hold float frames in model scale, got {past.dtype}")
-        if not np.all(np.isfinite(past)):
-            raise ValueError("`past` holds NaN or Inf values")
-        result = self.runner(**{self.input_name: self._quantize(past.astype(np.float32))})
+        past = check_frames(past, "past", self.input_shape)
+        result = self.runner(**{self.input_name: self._quantize(past)})
         return self._dequantize(result[self.output_name])
 
 
@@ -152,8 +152,14 @@ class StreamingForecaster:
     """
 
     def __init__(self, forecaster):
+        shape = getattr(forecaster, "input_shape", None)
+        if not callable(getattr(forecaster, "predict", None)) or shape is None or len(shape) != 5:
+            raise ValueError(
+                "`forecaster` must have `predict(past)` and a (None, T_in, H, W, C) "
+                f"`input_shape`, such as a LiteForecaster; got {forecaster!r}"
+            )
         self.forecaster = forecaster
-        _, self.input_frames, *frame_shape = forecaster.input_shape
+        _, self.input_frames, *frame_shape = shape
         self.frame_shape = tuple(int(d) for d in frame_shape)
         self._buffer = np.zeros((self.input_frames, *self.frame_shape), np.float32)
         self._count = 0
@@ -177,16 +183,7 @@ class StreamingForecaster:
 
     def push(self, frame):
         """Adds one (H, W, C) frame; returns the (T_out, H, W, C) forecast or None."""
-        frame = np.asarray(frame)
-        if frame.shape != self.frame_shape:
-            raise ValueError(
-                f"`frame` must have shape {self.frame_shape} (height, width, channels), "
-                f"got {frame.shape}"
-            )
-        if not np.issubdtype(frame.dtype, np.floating):
-            raise ValueError(f"`frame` must hold float values in model scale, got {frame.dtype}")
-        if not np.all(np.isfinite(frame)):
-            raise ValueError("`frame` holds NaN or Inf values")
+        frame = check_frames(frame, "frame", self.frame_shape, hint=" (height, width, channels)")
         self._buffer[self._count % self.input_frames] = frame
         self._count += 1
         if not self.ready:

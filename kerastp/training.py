@@ -4,7 +4,7 @@
 STLight paper and fits it on freshly generated Moving MNIST. Each run owns a directory:
 
     <run_dir>/config.json        the resolved configuration (preset, model config, data, ...)
-    <run_dir>/backup/            BackupAndRestore state: a killed run resumes from here
+    <run_dir>/backup/            state.npz: a killed run resumes from here, at the same step
     <run_dir>/checkpoints/       best.keras (lowest val_loss) and last.keras
     <run_dir>/history.csv        one row per epoch (appended across resumes)
     <run_dir>/logs/              TensorBoard logs (optional)
@@ -14,7 +14,9 @@ STLight paper and fits it on freshly generated Moving MNIST. Each run owns a dir
 
 import dataclasses
 import json
+import shutil
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +27,26 @@ require_tensorflow()
 
 import keras  # noqa: E402
 
-from kerastp import registry  # noqa: E402
+from kerastp import precision, registry  # noqa: E402
+from kerastp.artifacts import CorruptArtifactError, check_keras_archive  # noqa: E402
+from kerastp.checkpointing import (  # noqa: E402
+    AtomicCheckpoint,
+    TrainingBackup,
+    read_backup,
+    trim_history,
+)
 from kerastp.data import moving_mnist  # noqa: E402
-from kerastp.export import write_json  # noqa: E402
+from kerastp.export import save_keras_atomic, write_json  # noqa: E402
 from kerastp.metrics import ForecastEvaluator  # noqa: E402
+from kerastp.validation import (  # noqa: E402
+    check_output_dir,
+    finite_number,
+    non_negative_int,
+    positive_int,
+)
 
 DATA_SOURCES = ("procedural", "mnist", "radar", "arrays")
+STRATEGIES = (None, "mirrored", "multi_worker")
 
 #: The radar nowcasting protocol (`../shared/data/radar/README.md`): 6 frames in, 12 out.
 RADAR_FRAMES = {"input_frames": 6, "output_frames": 12}
@@ -70,6 +86,13 @@ class TrainConfig:
         tensorboard: write TensorBoard logs.
         backup_every: None backs up at each epoch end; an int also every that many steps.
         overrides: model constructor arguments replacing the preset's.
+        strategy: None (one device), "mirrored" (`tf.distribute.MirroredStrategy`: every
+            local GPU, or the CPU) or "multi_worker" (`MultiWorkerMirroredStrategy`, the
+            cluster described by the `TF_CONFIG` environment variable). `batch_size` is the
+            global batch, split over the replicas; only the chief writes the run directory.
+        mixed_precision: None (float32), "bfloat16" or "float16": compute in that precision
+            with float32 variables, losses and forecasts (`kerastp.precision`); the saved
+            model.keras is float32.
         verbose: Keras verbosity (1 = progress bar).
     """
 
@@ -94,6 +117,8 @@ class TrainConfig:
     tensorboard: bool = False
     backup_every: int | None = None
     overrides: dict = dataclasses.field(default_factory=dict)
+    strategy: str | None = None
+    mixed_precision: str | None = None
     verbose: int = 1
 
     def resolved(self):
@@ -105,6 +130,11 @@ class TrainConfig:
             raise ValueError(
                 f"`data` must be one of {', '.join(DATA_SOURCES)}, got data={config.data!r}"
             )
+        if config.strategy not in STRATEGIES:
+            raise ValueError(
+                f"`strategy` must be one of {STRATEGIES}, got strategy={config.strategy!r}"
+            )
+        precision.policy_name(config.mixed_precision)
         if config.schedule not in ("one_cycle", "constant"):
             raise ValueError(
                 f"`schedule` must be 'one_cycle' or 'constant', got schedule={config.schedule!r}"
@@ -125,6 +155,7 @@ class TrainConfig:
                     f"`radar_resolution` must be one of {radar.RADAR_RESOLUTIONS}, got "
                     f"radar_resolution={config.radar_resolution!r}"
                 )
+            radar.resolve_radar_dir(config.radar_path)  # before any model is built
             size = config.radar_resolution
             frames = registry.frame_overrides(config.preset, **RADAR_FRAMES)
             defaults = {**frames, "height": size, "width": size, "channels": 1}
@@ -139,6 +170,9 @@ class TrainConfig:
                     f"`normalization` must be one of {arrays.NORMALIZATION_METHODS}, got "
                     f"normalization={config.normalization!r}"
                 )
+        positive_int("batch_size", config.batch_size)
+        if config.data == "mnist" and config.mnist_path is not None:
+            moving_mnist.resolve_mnist_path(config.mnist_path)  # an explicit path never downloads
         if config.steps_per_epoch is None and config.data not in ("radar", "arrays"):
             config.steps_per_epoch = max(1, 10_000 // config.batch_size)
         if config.run_dir is None:
@@ -155,6 +189,13 @@ class TrainConfig:
             )
         if not config.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be positive, got {config.learning_rate!r}")
+        finite_number("learning_rate", config.learning_rate)
+        if non_negative_int("seed", config.seed) >= 2**32:
+            raise ValueError(f"`seed` must be below 2**32, got seed={config.seed!r}")
+        positive_int("stride", config.stride)
+        if config.backup_every is not None:
+            positive_int("backup_every", config.backup_every)
+        check_output_dir(config.run_dir, "run_dir")
         return config
 
 
@@ -185,25 +226,38 @@ class _EpochTimer(keras.callbacks.Callback):
             logs["epoch_seconds"] = time.perf_counter() - self._start
 
 
-def _resume_epoch(backup_dir):
-    """The epoch BackupAndRestore will resume at (0 for a new run)."""
-    metadata = Path(backup_dir) / "training_metadata.json"
-    if not metadata.is_file():
-        return 0
-    with open(metadata) as f:
-        state = json.load(f)
-    # Keras records the epoch to run next: the one after a finished epoch, or the interrupted
-    # epoch (which restarts from its first batch) for a mid-epoch backup.
-    return int(state.get("epoch", 0))
+def _fit_phases(epoch, step, epochs):
+    """`(first_epoch, num_epochs, skip)` of each `fit` a run resuming at (epoch, step) makes.
+
+    A run resuming mid-epoch (`step` > 0) first finishes that epoch (skipping the `step`
+    batches it took), then fits the remaining epochs; a run at an epoch start fits once (zero
+    epochs when training had finished: the fit then only restores the state).
+
+    Example:
+    >>> _fit_phases(1, 2, 3)
+    [(1, 1, 2), (2, 1, 0)]
+    """
+    phases = []
+    if step:
+        phases.append((epoch, 1, step))
+        epoch += 1
+    if epoch < epochs or not phases:
+        phases.append((epoch, max(epochs - epoch, 0), 0))
+    return phases
 
 
 def train(config=None, callbacks=None, **kwargs):
     """Trains a preset on Moving MNIST with `model.fit`; resumes an interrupted run.
 
     Running `train` again with the same configuration and run directory after an
-    interruption resumes from the last backup (each epoch end, or every `backup_every`
-    steps): weights, optimizer state and schedule position continue, and so does the Moving
-    MNIST data stream; radar and array windows restart their seeded shuffle.
+    interruption (even a SIGKILL) resumes from the last backup (each epoch end, and every
+    `backup_every` steps; `kerastp.checkpointing.TrainingBackup`) at the next step: weights,
+    optimizer state and schedule position, the random state of dropout / masking / scheduled
+    sampling and the epoch's metric sums continue, and the Moving MNIST stream skips the
+    batches already taken, so the run ends with the weights and history.csv of an
+    uninterrupted one (bitwise on CPU). Radar and array windows restart their seeded
+    reshuffle: the resumed epochs see the same windows in other orders. Every file of the
+    run directory is written atomically (temporary file, then rename).
 
     Args:
         config: a `TrainConfig`; or pass its fields as keyword arguments.
@@ -219,6 +273,53 @@ def train(config=None, callbacks=None, **kwargs):
     ...                eval_sequences=16, run_dir="/tmp/run")  # doctest: +SKIP
     """
     config = (config or TrainConfig(**kwargs)).resolved()
+    # The strategy first: MultiWorkerMirroredStrategy must exist before TensorFlow runs ops.
+    strategy = make_strategy(config.strategy)
+    if not is_chief(strategy):
+        # Other workers train in lock step and keep their own backups (so that a restarted
+        # cluster resumes everywhere from the same epoch) under <run_dir>/workers/.
+        resolver = strategy.cluster_resolver
+        worker_dir = Path(config.run_dir) / "workers" / f"{resolver.task_type}-{resolver.task_id}"
+        config = dataclasses.replace(config, run_dir=str(worker_dir))
+    with precision.policy_scope(precision.policy_name(config.mixed_precision)):
+        with strategy.scope():
+            return _train(config, callbacks, strategy)
+
+
+def _shard_by_data(dataset):
+    """Splits each global batch over the replicas (generator datasets have no files)."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def make_strategy(name):
+    """The `tf.distribute` strategy for a `TrainConfig.strategy` value."""
+    import tensorflow as tf
+
+    if name is None:
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"`strategy` must be one of {STRATEGIES}, got strategy={name!r}")
+
+
+def is_chief(strategy):
+    """True unless this process is a non-chief worker of a multi-worker cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def _train(config, callbacks, strategy):
     run_dir = Path(config.run_dir)
     keras.utils.set_random_seed(config.seed)
 
@@ -289,20 +390,34 @@ def train(config=None, callbacks=None, **kwargs):
     )
 
     backup_dir = run_dir / "backup"
-    resuming = (backup_dir / "training_metadata.json").is_file()
-    initial_epoch = _resume_epoch(backup_dir)
-    if config.data not in ("radar", "arrays"):
+    # (epoch, step): where the last backup stood; the run continues at the next step.
+    resume = read_backup(backup_dir)
+    initial_epoch, resume_step = (resume["epoch"], resume["step"]) if resume else (0, 0)
+    generated = config.data not in ("radar", "arrays")
+    if not generated:
+
+        def train_stream(first_epoch, num_epochs):
+            # Keras iterates the windows once per epoch; they reshuffle every pass (a resumed
+            # run restarts that seeded sequence: the same windows, in other orders).
+            return train_data
+
+    else:
         frames = _frame_config(model)
-        train_data = moving_mnist.moving_mnist_dataset(
-            config.data,
-            "train",
-            batch_size=config.batch_size,
-            num_sequences=config.steps_per_epoch * config.batch_size,
-            seed=config.seed,
-            path=config.mnist_path,
-            initial_epoch=initial_epoch,
-            **frames,
-        )
+
+        def train_stream(first_epoch, num_epochs):
+            # Epochs first_epoch .. + num_epochs - 1 of the seeded stream, back to back.
+            return moving_mnist.moving_mnist_dataset(
+                config.data,
+                "train",
+                batch_size=config.batch_size,
+                num_sequences=config.steps_per_epoch * config.batch_size,
+                seed=config.seed,
+                path=config.mnist_path,
+                initial_epoch=first_epoch,
+                num_epochs=num_epochs,
+                **frames,
+            )
+
         val_data = moving_mnist.moving_mnist_dataset(
             config.data,
             "val",
@@ -317,38 +432,57 @@ def train(config=None, callbacks=None, **kwargs):
     # failed start leaves nothing that would block the corrected command.
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(config_file, resolved)
+    history_file = run_dir / "history.csv"
+    if resume:
+        # One row per epoch: rows of epochs the backup does not cover are logged again.
+        trim_history(history_file, initial_epoch)
+    elif history_file.exists():
+        history_file.unlink()  # a fresh run starts a fresh history
     checkpoints = run_dir / "checkpoints"
     checkpoints.mkdir(exist_ok=True)
     extra_callbacks = list(callbacks or [])
+    best = AtomicCheckpoint(checkpoints / "best.keras", monitor="val_loss")
     callbacks = [
-        keras.callbacks.BackupAndRestore(
-            str(backup_dir),
-            save_freq=config.backup_every or "epoch",
-            double_checkpoint=True,
-        ),
-        keras.callbacks.ModelCheckpoint(
-            str(checkpoints / "best.keras"), monitor="val_loss", save_best_only=True
-        ),
-        keras.callbacks.ModelCheckpoint(str(checkpoints / "last.keras")),
+        best,
+        AtomicCheckpoint(checkpoints / "last.keras"),
         _EpochTimer(),
-        # Append when resuming an interrupted run; a fresh run starts a fresh history.
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming),
+        keras.callbacks.CSVLogger(str(history_file), append=True),
     ]
     if config.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs")))
+    # Last of kerastp's: an epoch is backed up once its row and checkpoints are written.
+    callbacks.append(
+        TrainingBackup(
+            backup_dir, steps, save_every=config.backup_every, resume=resume, checkpoints=[best]
+        )
+    )
     callbacks.extend(extra_callbacks)
 
+    if config.strategy is not None:
+        val_data = _shard_by_data(val_data)
     start = time.perf_counter()
-    history = model.fit(
-        train_data,
-        epochs=config.epochs,
-        validation_data=val_data,
-        callbacks=callbacks,
-        shuffle=False,
-        verbose=config.verbose,
-    )
+    logs = {}
+    for first_epoch, num_epochs, skip in _fit_phases(initial_epoch, resume_step, config.epochs):
+        # An interrupted epoch skips the batches it took. The Moving MNIST stream holds every
+        # epoch of the fit: one iterator for the whole fit.
+        data = train_stream(first_epoch, max(num_epochs, 1)).skip(skip)
+        if config.strategy is not None:
+            data = _shard_by_data(data)
+        history = model.fit(
+            data,
+            initial_epoch=first_epoch,
+            epochs=first_epoch + num_epochs,
+            steps_per_epoch=steps - skip if generated else None,
+            validation_data=val_data,
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=config.verbose,
+        )
+        for key, values in history.history.items():
+            logs.setdefault(key, []).extend(values)
     seconds = time.perf_counter() - start
-    model.save(run_dir / "model.keras")
+    with precision.policy_scope("float32"):
+        save_keras_atomic(precision.float32_model(model), run_dir / "model.keras")
 
     metrics = None
     if config.data == "arrays" and config.eval_sequences:
@@ -382,10 +516,13 @@ def train(config=None, callbacks=None, **kwargs):
         )
         metrics["train_seconds"] = seconds
         write_json(run_dir / "metrics.json", metrics)
+    # The run is complete (a kill before this line resumes and only redoes the writes above);
+    # rerunning it with the same settings starts over.
+    shutil.rmtree(backup_dir, ignore_errors=True)
     return {
         "model": model,
         "run_dir": str(run_dir),
-        "history": history.history,
+        "history": logs,
         "metrics": metrics,
         "seconds": seconds,
         "config": resolved,
@@ -455,6 +592,7 @@ def evaluate_user_arrays(model, source, normalization, split="val", key=None, st
     """
     from kerastp.data import arrays
 
+    positive_int("batch_size", batch_size)
     past, future, _ = arrays.prepare_arrays(
         source,
         split,
@@ -537,6 +675,7 @@ def evaluate_radar(model, split="val", path=None, resolution=None, batch_size=16
     from kerastp.data import radar
     from kerastp.metrics import NowcastingEvaluator
 
+    positive_int("batch_size", batch_size)
     if not isinstance(model, keras.Model):
         model = load_model(model)
     resolution = model.height if resolution is None else resolution
@@ -592,17 +731,24 @@ def radar_summary(result):
 
 
 def load_model(path):
-    """Loads a kerastp model from a `.keras` file or a run directory (its model.keras)."""
+    """Loads a kerastp model from a `.keras` file or a run directory (its model.keras).
+
+    Raises:
+        FileNotFoundError: no such file or run directory.
+        kerastp.artifacts.CorruptArtifactError: (a `ValueError`) a truncated, corrupted or
+            foreign file, or one Keras cannot rebuild; the message names the file.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "model.keras"
     if not path.is_file():
         raise FileNotFoundError(f"No kerastp model at {path} (expected a .keras file or a run dir)")
+    check_keras_archive(path)  # CorruptArtifactError for a truncated or foreign file
     registry.register_serializables()
     try:
         return keras.saving.load_model(path)
-    except (ValueError, OSError, KeyError) as error:
-        raise ValueError(f"{path} is not a readable .keras model: {error}") from error
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:
+        raise CorruptArtifactError(f"{path} is not a readable .keras model: {error}") from error
 
 
 def standard_sequences(data="procedural", num_sequences=1000, mnist_path=None):
@@ -624,6 +770,12 @@ def evaluate(model, data="procedural", num_sequences=1000, mnist_path=None, batc
         dict of `kerastp.metrics.ForecastEvaluator` results plus `data`, `seconds` and
         `sequences_per_second`.
     """
+    positive_int("batch_size", batch_size)
+    if positive_int("num_sequences", num_sequences) > 10_000:
+        raise ValueError(
+            f"`num_sequences` must be at most 10000 (the standard test set), got "
+            f"num_sequences={num_sequences!r}"
+        )
     if not isinstance(model, keras.Model):
         model = load_model(model)
     _check_moving_mnist_model(model)

@@ -5,14 +5,33 @@ from pathlib import Path
 
 import numpy as np
 
+from kerastp.validation import (
+    check_frames,
+    check_input_path,
+    check_output_file,
+    non_negative_int,
+    positive_int,
+)
+
 #: Narrowest GIF canvas in pixels (before scaling): room for the caption.
 GIF_MIN_WIDTH = 96
 
 
-def _to_uint8(frames):
-    frames = np.asarray(frames, dtype=np.float32)
+def _to_uint8(frames, name="frames"):
+    """(T, H, W, C) frames in [0, 1] -> uint8 pixels, clipped (NaN and -Inf draw black, +Inf
+    white: a diverged forecast is still drawn). ValueError naming `name` for frames that are
+    not real numbers, of another rank, or empty."""
+    try:
+        frames = np.asarray(frames)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"`{name}` must be an array of frames: {error}") from error
+    if frames.dtype.kind not in "iuf":
+        raise ValueError(f"`{name}` must hold real numbers, got dtype {frames.dtype}")
     if frames.ndim != 4:
-        raise ValueError(f"frames must have shape (T, H, W, C), got {frames.shape}")
+        raise ValueError(f"`{name}` must have shape (T, H, W, C), got {frames.shape}")
+    if frames.size == 0:
+        raise ValueError(f"`{name}` is empty: shape {frames.shape}")
+    frames = frames.astype(np.float32)
     if frames.shape[-1] not in (1, 3):
         frames = frames[..., :1]
     return (np.clip(np.nan_to_num(frames), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
@@ -25,8 +44,8 @@ def _image(frame):
 
 
 def _check(past, truth, forecast):
-    past, forecast = _to_uint8(past), _to_uint8(forecast)
-    truth = None if truth is None else _to_uint8(truth)
+    past, forecast = _to_uint8(past, "past"), _to_uint8(forecast, "forecast")
+    truth = None if truth is None else _to_uint8(truth, "truth")
     if truth is not None and truth.shape != forecast.shape:
         raise ValueError(
             f"`truth` and `forecast` must have the same shape, got {truth.shape} and "
@@ -68,6 +87,8 @@ def save_forecast_strip(past, truth, forecast, path, scale=2, gap=2):
     """
     from PIL import Image, ImageDraw
 
+    scale, gap = positive_int("scale", scale), non_negative_int("gap", gap)
+    path = check_output_file(path, "path")
     past, truth, forecast = _check(past, truth, forecast)
     rows = [("input", past)] + ([("truth", truth)] if truth is not None else [])
     rows.append(("forecast", forecast))
@@ -104,6 +125,8 @@ def save_forecast_gif(past, truth, forecast, path, scale=3, duration_ms=200):
     """
     from PIL import Image, ImageDraw
 
+    scale, duration_ms = positive_int("scale", scale), positive_int("duration_ms", duration_ms)
+    path = check_output_file(path, "path")
     past, truth, forecast = _check(past, truth, forecast)
     h, w = past.shape[1:3]
     panels = 2 if truth is not None else 1
@@ -174,13 +197,16 @@ class _SavedModelForecaster:
 
     def __init__(self, directory):
         from kerastp.backend import require_tensorflow
-        from kerastp.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY
+        from kerastp.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, load_saved_model
 
         tf = require_tensorflow()
         self._tf = tf
-        self._signature = tf.saved_model.load(str(directory)).signatures[SIGNATURE_KEY]
+        self._loaded = load_saved_model(directory)
+        self._signature = self._loaded.signatures[SIGNATURE_KEY]
         self._input, self._output = INPUT_NAME, OUTPUT_NAME
-        self.input_frames = int(self._signature.structured_input_signature[1][INPUT_NAME].shape[1])
+        shape = self._signature.structured_input_signature[1][INPUT_NAME].shape
+        self.input_shape = tuple(shape.as_list())
+        self.input_frames = int(shape[1])
 
     def predict(self, past):
         frames = self._tf.constant(np.asarray(past, np.float32))
@@ -243,6 +269,58 @@ def recorded_scaling(model_path):
     return recorded_normalization(model_path)
 
 
+def _frame_shape(model):
+    """(T_in, H, W, C) a forecaster expects, or None where it cannot tell."""
+    shape = getattr(model, "input_signature_shape", None)
+    if shape is None and not hasattr(model, "fit"):  # LiteRT and SavedModel forecasters
+        shape = getattr(model, "input_shape", None)
+    return None if shape is None else tuple(shape[1:])
+
+
+def load_inputs(path, frame_shape=None, data_units=False):
+    """Reads the `.npy` of (T_in, H, W, C) frames to forecast from, checking it thoroughly.
+
+    Args:
+        path: the `.npy` file (never unpickled).
+        frame_shape: the (T_in, H, W, C) the model expects, or None (not checked).
+        data_units: True for a model that records how its data map to the model scale
+            (user arrays, radar): any real numbers are accepted. False for a model working
+            on frames in [0, 1] (Moving MNIST): the frames must be floats in [0, 1].
+
+    Returns:
+        float32 (T_in, H, W, C).
+
+    Raises:
+        FileNotFoundError, PermissionError: no readable file at `path`.
+        ValueError: not a `.npy` array (pickles, `.npz`, other files); a non-numeric
+            dtype; a wrong rank or shape; an empty array; NaN or Inf; values outside [0, 1]
+            for a [0, 1] model. Every message names `inputs` and the file.
+    """
+    path = check_input_path(path, "inputs")
+    try:
+        past = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise ValueError(
+            f"`inputs` file '{path}' is not a readable .npy array ({error})"
+        ) from error
+    if not isinstance(past, np.ndarray):
+        past.close()
+        raise ValueError(f"`inputs` file '{path}' is an .npz archive; save one array with np.save")
+    name = f"inputs ({path})"
+    if data_units and past.dtype.kind in "iu":
+        past = past.astype(np.float32)
+    shape = (None,) * 4 if frame_shape is None else frame_shape
+    past = check_frames(past, name, shape, hint=" (T_in, height, width, channels)")
+    if not data_units:
+        low, high = float(past.min()), float(past.max())
+        if low < 0.0 or high > 1.0:
+            raise ValueError(
+                f"`{name}` holds values in [{low:g}, {high:g}]; this model works on frames in "
+                "[0, 1] (Moving MNIST: uint8 pixels / 255)"
+            )
+    return past
+
+
 def predict_to_pictures(model_path, out, data="procedural", index=0, inputs=None, mnist_path=None):
     """Forecasts one sequence with a saved model and writes a PNG strip and a GIF, or a `.npy`.
 
@@ -264,28 +342,26 @@ def predict_to_pictures(model_path, out, data="procedural", index=0, inputs=None
     """
     from kerastp.data import moving_mnist
 
+    # Arguments first: nothing is loaded for a mistake in them.
+    out = check_output_file(out, "out")
+    if inputs is not None:
+        inputs = check_input_path(inputs, "inputs")
+    elif isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 10_000:
+        raise ValueError(f"`index` must be an integer in [0, 10000), got index={index!r}")
     model = load_forecaster(model_path)
     scaling = recorded_scaling(model_path)
     truth = None
     if inputs is not None:
-        inputs = Path(inputs)
-        if not inputs.is_file():
-            raise FileNotFoundError(f"--inputs file not found: {inputs}")
-        past = np.load(inputs, allow_pickle=False)
-        if past.ndim != 4:
-            raise ValueError(f"{inputs} must hold (T_in, H, W, C) frames, got shape {past.shape}")
+        past = load_inputs(inputs, _frame_shape(model), data_units=scaling is not None)
         if scaling is not None:
-            past = scaling.transform(past.astype(np.float32))
+            past = scaling.transform(past)
     else:
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 10_000:
-            raise ValueError(f"`index` must be an integer in [0, 10000), got {index!r}")
         t_in = model.input_shape[1] if not hasattr(model, "input_frames") else model.input_frames
         sequences = moving_mnist.standard_test_set(index + 1, source=data, path=mnist_path)
         past, truth = moving_mnist.split_frames(
             np.asarray(sequences[index : index + 1]), t_in, 20 - t_in
         )
         past, truth = past[0], truth[0]
-    out = Path(out)
     if out.suffix == ".npy":
         forecast = _predict_one(model, past)
         if scaling is not None:

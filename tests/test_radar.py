@@ -422,3 +422,17 @@ def test_copied_data_dir_via_env(radar_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("KERASTP_RADAR", str(tmp_path))
     assert list_events() == sorted(README_TABLE)
     assert load_event("opera_20180824").frames.shape == (24, 64, 64, 1)
+
+
+def test_radar_training_config_fits_ustep_segments_to_six_inputs():
+    """USTEP's default DT 5 cannot split 6 radar inputs: the resolved config picks DT 3."""
+    from kerastp import registry
+    from kerastp.training import TrainConfig
+
+    config = TrainConfig(preset="ustep_tiny", data="radar").resolved()
+    assert config.overrides["input_frames"] == 6 and config.overrides["output_frames"] == 12
+    assert config.overrides["macro_frames"] == 3
+    model = registry.build_model(config.preset, **config.overrides)
+    assert (model.input_frames, model.output_frames, model.height) == (6, 12, 64)
+    stlight = TrainConfig(preset="stlight_tiny", data="radar").resolved()
+    assert "macro_frames" not in stlight.overrides

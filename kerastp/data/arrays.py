@@ -46,6 +46,7 @@ import numpy as np
 
 from kerastp.data.moving_mnist import _check_int
 from kerastp.data.radar import sliding_windows, window_starts, windows_dataset
+from kerastp.validation import check_input_path
 
 __all__ = [
     "ARRAY_SUFFIXES",
@@ -299,6 +300,7 @@ def load_array(path, key=None):
 
     Raises:
         FileNotFoundError: `path` does not exist.
+        PermissionError: `path` is not readable.
         ValueError: unknown suffix (the message lists the supported ones); an unreadable
             file; a missing or ambiguous key (the message lists the available ones); wrong
             rank; non-numeric dtype; an empty array; NaN or Inf values (counted). Every
@@ -319,6 +321,7 @@ def load_array(path, key=None):
     file = pathlib.Path(path).expanduser()
     if not file.exists():
         raise FileNotFoundError(f"Array file '{file}' not found.")
+    check_input_path(file, "path", directory_ok=True)  # PermissionError if unreadable
     suffix = file.suffix.lower()
     if suffix not in _READERS:
         supported = ", ".join(

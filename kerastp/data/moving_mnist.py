@@ -684,6 +684,7 @@ def moving_mnist_dataset(
     initial_epoch=0,
     num_digits=2,
     fresh_each_epoch=None,
+    num_epochs=None,
 ):
     """Streams freshly generated Moving MNIST batches as a `tf.data.Dataset`.
 
@@ -715,6 +716,9 @@ def moving_mnist_dataset(
         drop_remainder: drop a final partial batch; the batch dimension is then static.
         initial_epoch: epoch number of the first iteration (>= 0).
         num_digits: digits per sequence (>= 1).
+        num_epochs: None, or an int >= 1: every iteration then yields epochs
+            `initial_epoch` .. `initial_epoch + num_epochs - 1` back to back (the same stream
+            whatever the number of iterators; fit it with `steps_per_epoch`).
         fresh_each_epoch: whether each iteration draws a new epoch. Defaults to True for
             "train" and False for "val"/"test", whose every iteration then repeats epoch
             `initial_epoch` so that validation losses compare across epochs.
@@ -737,6 +741,8 @@ def moving_mnist_dataset(
     num_sequences = _check_int("num_sequences", num_sequences, minimum=1)
     seed = _check_int("seed", seed, minimum=0)
     initial_epoch = _check_int("initial_epoch", initial_epoch, minimum=0)
+    if num_epochs is not None:
+        num_epochs = _check_int("num_epochs", num_epochs, minimum=1)
     if drop_remainder and num_sequences < batch_size:
         raise ValueError(
             f"num_sequences={num_sequences} is smaller than batch_size={batch_size} with "
@@ -759,10 +765,19 @@ def moving_mnist_dataset(
     lock = threading.Lock()
 
     def batches():
+        if num_epochs is not None:
+            # A fixed run of epochs in one pass: every iterator yields the same stream, so an
+            # extra iterator (tf.distribute's peek at a batch) shifts nothing.
+            for epoch in range(initial_epoch, initial_epoch + num_epochs):
+                yield from epoch_batches(epoch)
+            return
         with lock:
             epoch = state["epoch"]
             if fresh_each_epoch:
                 state["epoch"] += 1
+        yield from epoch_batches(epoch)
+
+    def epoch_batches(epoch):
         pending = []
         pending_count = 0
         for chunk, start in enumerate(range(0, num_sequences, _DATASET_CHUNK)):
@@ -788,6 +803,8 @@ def moving_mnist_dataset(
     # A known length lets Keras show progress and stop an epoch without an "ran out of data"
     # warning; assert_cardinality also fails loudly should the generator ever disagree.
     num_batches = num_sequences // batch_size if drop_remainder else -(-num_sequences // batch_size)
+    if num_epochs is not None:
+        num_batches *= num_epochs
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
 
     def to_pair(video):

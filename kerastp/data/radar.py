@@ -29,6 +29,7 @@ import zlib
 import numpy as np
 
 from kerastp.data.moving_mnist import _check_int
+from kerastp.validation import check_input_path
 
 __all__ = [
     "DEFAULT_SPLIT",
@@ -350,6 +351,7 @@ def load_event(name, path=None, resolution=64):
 
     Raises:
         FileNotFoundError: no data directory, or no file for this event and resolution.
+        PermissionError: the event's file is not readable.
         ValueError: bad resolution; a corrupt file or missing key; frames that are NaN, Inf or
             outside [0, 1]; mismatched shapes; times that are malformed or not strictly
             increasing with a constant step. Every message names the file.
@@ -371,6 +373,7 @@ def load_event(name, path=None, resolution=64):
             f"Radar event file '{file}' not found; events available at {resolution} pixels: "
             f"{available}."
         )
+    check_input_path(file, "name")  # PermissionError if unreadable
     arrays = _read_npz(file)
 
     frames = arrays["frames"]

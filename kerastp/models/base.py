@@ -12,42 +12,40 @@ from keras import ops  # noqa: E402
 _FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
-from kerastp.validation import positive_int  # noqa: E402
+from kerastp.validation import check_frames, positive_int  # noqa: E402
 
 
 def check_frames_array(frames, *, name, frames_per_sequence, height, width, channels):
     """Validates a NumPy batch of frames against a model's contract.
 
-    Raises `ValueError` naming `name` for a wrong rank, frame count, frame size, channel
-    count or dtype, and for NaN or Inf values.
+    Raises `ValueError` naming `name` for a wrong rank, an empty batch, a wrong frame count,
+    frame size or channel count, a non-floating dtype, and for NaN or Inf values.
 
     Returns:
         The array as float32.
     """
-    frames = np.asarray(frames)
-    expected = (frames_per_sequence, height, width, channels)
-    if frames.ndim != 5:
-        raise ValueError(
-            f"`{name}` must have rank 5 (batch, time, height, width, channels) = "
-            f"(B, {', '.join(map(str, expected))}), got shape {frames.shape}"
-        )
-    if frames.shape[0] == 0:
-        raise ValueError(f"`{name}` is empty: shape {frames.shape}")
-    if tuple(frames.shape[1:]) != expected:
-        raise ValueError(
-            f"`{name}` must have shape (B, {', '.join(map(str, expected))}) "
-            f"(time, height, width, channels), got {frames.shape}"
-        )
-    if not np.issubdtype(frames.dtype, np.floating):
-        hint = " (divide uint8 frames by 255 first)" if frames.dtype == np.uint8 else ""
-        raise ValueError(
-            f"`{name}` must hold floating-point frames in model scale, got dtype "
-            f"{frames.dtype}{hint}"
-        )
-    bad = int(np.size(frames) - np.count_nonzero(np.isfinite(frames)))
-    if bad:
-        raise ValueError(f"`{name}` holds {bad} NaN or Inf values (shape {frames.shape})")
-    return frames.astype(np.float32, copy=False)
+    return check_frames(
+        frames,
+        name,
+        (None, frames_per_sequence, height, width, channels),
+        hint=" (batch, time, height, width, channels)",
+    )
+
+
+def _is_eager_tensor(value):
+    """A TensorFlow tensor whose values exist now (not symbolic: not traced, not Keras')."""
+    import tensorflow as tf
+
+    return isinstance(value, tf.Tensor) and tf.executing_eagerly() and hasattr(value, "numpy")
+
+
+def _is_numeric_nest(value):
+    """True for nested lists of numbers (one array written as lists), not lists of arrays."""
+    while isinstance(value, list | tuple):
+        if not value:
+            return True
+        value = value[0]
+    return isinstance(value, int | float | np.number)
 
 
 class Forecaster(keras.Model):
@@ -98,6 +96,12 @@ class Forecaster(keras.Model):
         raise NotImplementedError(f"{type(self).__name__} must implement `forward()`")
 
     def _check_symbolic(self, past):
+        if not hasattr(past, "shape") or not hasattr(past, "dtype"):
+            raise ValueError(
+                f"{type(self).__name__} expects `past` as one array or tensor of shape "
+                f"(B, {self.input_frames}, {', '.join(map(str, self.frame_shape))}), got "
+                f"{type(past).__name__}"
+            )
         shape = tuple(past.shape)
         expected = (self.input_frames, *self.frame_shape)
         if len(shape) != 5:
@@ -112,13 +116,52 @@ class Forecaster(keras.Model):
                     f"(B, {', '.join(map(str, expected))}) (time, height, width, channels), "
                     f"got {shape}: axis {axis} is {got}, expected {want}"
                 )
-        dtype = keras.backend.standardize_dtype(past.dtype)
+        if shape[0] == 0:
+            raise ValueError(f"{type(self).__name__} got an empty batch: `past` of shape {shape}")
+        try:
+            dtype = keras.backend.standardize_dtype(past.dtype)
+        except ValueError:  # NumPy strings, objects, ...
+            dtype = str(past.dtype)
         if dtype not in _FLOAT_DTYPES:
             hint = " (divide uint8 frames by 255 first)" if dtype == "uint8" else ""
             raise ValueError(
-                f"{type(self).__name__} expects floating-point frames in model scale, got "
-                f"dtype {dtype}{hint}"
+                f"{type(self).__name__} expects `past` to hold floating-point frames in model "
+                f"scale, got dtype {dtype}{hint}"
             )
+
+    def __call__(self, *args, **kwargs):
+        """Checks `past` before Keras sees it: a user's mistake gets kerastp's `ValueError`
+        (naming `past`, the shape or dtype received and the one expected), not an error from
+        deep inside TensorFlow. Eager inputs (NumPy arrays, eager tensors) are also checked
+        for NaN and Inf; symbolic ones (inside `fit`, `predict`, exports) for shape and dtype.
+        """
+        past = args[0] if args else kwargs.get("past", kwargs.get("inputs"))
+        if isinstance(past, list | tuple) and _is_numeric_nest(past):
+            past = check_frames(past, "past", (None, self.input_frames, *self.frame_shape))
+            args, kwargs = (past, *args[1:]), {k: v for k, v in kwargs.items() if k != "past"}
+        if isinstance(past, np.ndarray):
+            if past.dtype == object:
+                raise ValueError(
+                    f"{type(self).__name__} expects `past` of real numbers, got an array of "
+                    f"Python objects (dtype object, shape {past.shape})"
+                )
+            self._check_symbolic(past)
+            check_frames_array(
+                past,
+                name="past",
+                frames_per_sequence=self.input_frames,
+                height=self.height,
+                width=self.width,
+                channels=self.channels,
+            )
+        elif args or "past" in kwargs:
+            self._check_symbolic(past)
+            if _is_eager_tensor(past) and not bool(ops.all(ops.isfinite(past))):
+                bad = int(ops.sum(ops.cast(ops.logical_not(ops.isfinite(past)), "int32")))
+                raise ValueError(
+                    f"`past` holds {bad} NaN or Inf values (shape {tuple(past.shape)})"
+                )
+        return super().__call__(*args, **kwargs)
 
     def call(self, past, training=None):
         self._check_symbolic(past)
@@ -135,14 +178,55 @@ class Forecaster(keras.Model):
         future = outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=1)
         if produced > self.output_frames:
             future = future[:, : self.output_frames]
-        return future
+        # Under a mixed-precision policy the forecast leaves in the variables' dtype (float32),
+        # so losses, metrics and exported signatures stay float32.
+        return ops.cast(future, self.dtype_policy.variable_dtype)
+
+    def train_step(self, data):
+        return self._multi_worker_logs(super().train_step(data))
+
+    def test_step(self, data):
+        return self._multi_worker_logs(super().test_step(data))
+
+    def _multi_worker_logs(self, logs):
+        """Gives scalar logs a length-1 axis under a multi-worker strategy.
+
+        Keras' TensorFlow trainer reduces each log across workers with
+        `strategy.reduce("MEAN", value, axis=0)`, which fails for the scalar losses and
+        metrics of every model; a (1,) value reduces to the global mean.
+        """
+        strategy = getattr(self, "_distribute_strategy", None)
+        extended = getattr(strategy, "extended", None)
+        multi_worker = getattr(extended, "_in_multi_worker_mode", lambda: False)()
+        if not multi_worker:
+            return logs
+        return {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Builds under a tf.distribute strategy from the known shapes, without the data.
+
+        Keras' TensorFlow trainer otherwise peeks at a batch of the distributed dataset and
+        reduces it across replicas, which `MultiWorkerMirroredStrategy` cannot do eagerly
+        (and which opens one more iterator on the training data).
+        """
+        strategy = getattr(self, "_distribute_strategy", None)
+        if strategy is None or data_batch is not None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        past = np.zeros((1, self.input_frames, *self.frame_shape), "float32")
+        future = np.zeros((1, self.output_frames, *self.frame_shape), "float32")
+        with strategy.scope():
+            self._symbolic_build(data_batch=(past, future))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.output_frames, *self.frame_shape)
 
     def predict(self, x, *args, **kwargs):
-        """`keras.Model.predict`, with NumPy input checked against the contract first."""
-        if isinstance(x, np.ndarray):
+        """`keras.Model.predict`, with array and eager-tensor input checked against the
+        contract first (rank, shape, empty batch, dtype, NaN / Inf: `ValueError` naming
+        `past`). Values are not range-checked: a model does not know its data's range."""
+        if _is_eager_tensor(x):
+            x = ops.convert_to_numpy(x)
+        if isinstance(x, np.ndarray) or (isinstance(x, list | tuple) and _is_numeric_nest(x)):
             x = check_frames_array(
                 x,
                 name="past",

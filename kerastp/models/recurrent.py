@@ -216,6 +216,12 @@ class PatchRecurrentForecaster(Forecaster):
             )
         future = ops.cast(future, self.compute_dtype)
         batch = ops.shape(future)[0]
+        # The draws of step k depend only on k: a run resumed from a backup (which restores
+        # the optimizer's step count but not a generator's position) draws what an
+        # uninterrupted run draws, and so does every replica of a distributed run.
+        state = self.sampling_seed.state
+        step = ops.cast(iterations, state.dtype)
+        state.assign(ops.stack([ops.zeros_like(step), step]))
         draws = keras.random.uniform(
             (batch, self.output_frames - 1), seed=self.sampling_seed, dtype="float32"
         )
