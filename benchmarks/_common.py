@@ -114,9 +114,9 @@ def machine():
     versions = {"tensorflow": tf.__version__, "keras": keras.__version__}
     for name in ("ai-edge-litert", "onnxruntime", "tf2onnx", "pysteps", "numpy"):
         try:
-            versions[name] = version(name)
+            versions[name.replace("-", "_")] = version(name)
         except PackageNotFoundError:
-            versions[name] = None
+            versions[name.replace("-", "_")] = None
     gpus = []
     for device in tf.config.list_physical_devices("GPU"):
         details = tf.config.experimental.get_device_details(device)
