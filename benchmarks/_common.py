@@ -59,10 +59,18 @@ BUDGETS = {
 
 
 def presets_for(selection):
-    """Preset names for a budget's selection: "tiny", "paper" (one per model), "all" or a list."""
+    """Preset names for a selection: "tiny", "paper" (one per model), "all", or preset names.
+
+    `selection` is a string or a list (what `--presets` parses to); a one-item list holding a
+    keyword expands it. Unknown names raise the registry's error listing the valid ones.
+    """
     from kerastp import registry
 
     if isinstance(selection, list | tuple):
+        if len(selection) == 1 and selection[0] in ("tiny", "paper", "all"):
+            return presets_for(selection[0])
+        for name in selection:
+            registry.get_preset(name)
         return list(selection)
     if selection == "tiny":
         return registry.list_presets(tiny=True)

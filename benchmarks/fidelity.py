@@ -93,11 +93,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    selection = args.presets[0] if len(args.presets) == 1 else args.presets
-    if selection in ("tiny", "paper", "all"):
-        presets = presets_for(selection)
-    else:
-        presets = presets_for(list(args.presets))
+    presets = presets_for(args.presets)
     start = time.perf_counter()
     payload = {
         "benchmark": "fidelity",

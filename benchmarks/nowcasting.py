@@ -210,8 +210,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    selection = args.presets[0] if len(args.presets) == 1 else list(args.presets)
-    presets = presets_for(selection)
+    presets = presets_for(args.presets)
     train, (past, future), info = load_windows(args.radar_path)
     lead_times = future.shape[1]
     payload = {

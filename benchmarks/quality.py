@@ -186,8 +186,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    selection = args.presets[0] if len(args.presets) == 1 else list(args.presets)
-    presets = presets_for(selection)
+    presets = presets_for(args.presets)
     data, mnist_path = data_source(args.data)
     sequences = training.standard_sequences(data, args.examples, mnist_path)
     past, future = moving_mnist.split_frames(np.asarray(sequences), 10, 10)

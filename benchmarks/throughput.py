@@ -205,8 +205,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    selection = args.presets[0] if len(args.presets) == 1 else list(args.presets)
-    presets = presets_for(selection)
+    presets = presets_for(args.presets)
     gpu = bool(tf.config.list_physical_devices("GPU"))
     policies = args.policies or (
         ["float32", "mixed_float16", "mixed_bfloat16"] if gpu else ["float32"]

@@ -51,6 +51,9 @@ def test_preset_selections():
     assert all(not registry.get_preset(p).get("tiny", False) for p in paper)
     assert "stlight_extra_small" in paper and "predrnn_mmnist" in paper
     assert _common.presets_for(["simvp_tiny"]) == ["simvp_tiny"]
+    assert _common.presets_for(["tiny"]) == registry.list_presets(tiny=True)
+    with pytest.raises(ValueError, match="stlight_huge"):
+        _common.presets_for(["stlight_tiny", "stlight_huge"])
     with pytest.raises(ValueError, match="preset selection"):
         _common.presets_for("everything")
 
