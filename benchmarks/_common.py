@@ -8,7 +8,7 @@ import os
 import platform
 from pathlib import Path
 
-from kerastp.export import write_json
+from kerastp.saving import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -30,8 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine  # noqa: E402
 
 from kerastp import bench, export, registry  # noqa: E402
-from kerastp.export import calibration_frames, convert_to_tflite, write_json  # noqa: E402
+from kerastp.data.sources import get_source  # noqa: E402
+from kerastp.export import convert_to_tflite  # noqa: E402
 from kerastp.flops import count_macs  # noqa: E402
+from kerastp.saving import write_json  # noqa: E402
 
 DEFAULT_PRESETS = registry.list_presets(tiny=True) + registry.list_presets(
     tiny=False, model="stlight"
@@ -74,7 +76,7 @@ def bench_preset(preset, threads, runs, max_seconds, workdir, log):
     saved_model = Path(workdir) / preset / "saved_model"
     export.export_saved_model(model, saved_model, preset=preset, probe=past)
     record("saved_model", bench.saved_model_forecaster(saved_model), size=_size(saved_model))
-    calibration = calibration_frames(model, num_sequences=16)
+    calibration = get_source("procedural").calibration_samples(model, 16)
     for kind in TFLITE_KINDS:
         path = Path(workdir) / preset / f"{kind}.tflite"
         path.write_bytes(convert_to_tflite(saved_model, kind, calibration))

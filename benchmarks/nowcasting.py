@@ -12,7 +12,7 @@ scheduled sampling rescaled to the budget), on shuffled windows in model scale. 
 model, persistence (the last input frame repeated), and pysteps' Lucas-Kanade extrapolation
 and S-PROG (optional dependency: `pip install pysteps`; skipped with a note when missing)
 forecast the same evaluation windows (clipped to model scale [0, 1], i.e. 0-100 mm/h, the
-range of the data), scored with `kerastp.metrics.NowcastingEvaluator`
+range of the data), scored with `kerastp.evaluation.NowcastingEvaluator`
 (pysteps conventions): MSE in (mm/h)^2 and CSI / POD / FAR at 0.5, 1, 5 mm/h per lead time.
 
 pysteps recipe (its documented defaults): rain rates in dB (10 log10 R, threshold 0.1 mm/h,
@@ -52,7 +52,7 @@ from _common import (  # noqa: E402
 
 from kerastp import registry  # noqa: E402
 from kerastp.data import radar  # noqa: E402
-from kerastp.metrics import NowcastingEvaluator  # noqa: E402
+from kerastp.evaluation import NowcastingEvaluator  # noqa: E402
 
 TRAIN_EVENTS = radar.DEFAULT_SPLIT["train"] + radar.EXTRA_EVENTS
 EVAL_EVENTS = radar.VALIDATION_EVENTS

@@ -25,7 +25,7 @@ import tensorflow as tf  # noqa: E402
 
 from kerastp import registry  # noqa: E402
 from kerastp.data import moving_mnist, radar  # noqa: E402
-from kerastp.export import write_json  # noqa: E402
+from kerastp.saving import write_json  # noqa: E402
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 BATCH = 16

@@ -43,6 +43,7 @@ from _common import (  # noqa: E402
 
 from kerastp import registry, training  # noqa: E402
 from kerastp.data import moving_mnist  # noqa: E402
+from kerastp.data.sources import get_source  # noqa: E402
 from kerastp.flops import count_macs  # noqa: E402
 
 BATCH = 16
@@ -188,7 +189,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     presets = presets_for(args.presets)
     data, mnist_path = data_source(args.data)
-    sequences = training.standard_sequences(data, args.examples, mnist_path)
+    sequences = get_source(data, mnist_path=mnist_path).test_sequences(args.examples)
     past, future = moving_mnist.split_frames(np.asarray(sequences), 10, 10)
     payload = {
         "benchmark": "quality",

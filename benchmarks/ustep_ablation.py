@@ -24,8 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from kerastp import registry, training  # noqa: E402
-from kerastp.export import write_json  # noqa: E402
 from kerastp.flops import count_macs  # noqa: E402
+from kerastp.saving import write_json  # noqa: E402
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 

@@ -33,11 +33,15 @@ _LAZY = {
     "TAU": "kerastp.models.tau",
     # FLOPs
     "count_macs": "kerastp.flops",
-    # training and evaluation
+    # data sources
+    "DataSource": "kerastp.data.sources",
+    "get_source": "kerastp.data.sources",
+    # training, evaluation, saving
     "TrainConfig": "kerastp.training",
     "train": "kerastp.training",
-    "evaluate": "kerastp.training",
-    "load_model": "kerastp.training",
+    "evaluate": "kerastp.evaluation.evaluate",
+    "load_model": "kerastp.saving",
+    "load_forecaster": "kerastp.forecasters",
     # export
     "export_keras": "kerastp.export",
     "export_saved_model": "kerastp.export",

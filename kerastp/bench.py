@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from kerastp import options
 from kerastp.validation import finite_number, non_negative_int, positive_int
 
-RUNTIMES = ("keras_eager", "keras_xla", "saved_model", "tflite", "onnxruntime")
+RUNTIMES = options.RUNTIMES
 
 
 def _check_timing(warmup, runs, max_seconds):
@@ -84,19 +85,9 @@ def keras_forecaster(model, jit_compile=False):
 
 def saved_model_forecaster(directory):
     """The forecast function of a kerastp SavedModel's `serving_default` signature."""
-    import tensorflow as tf
+    from kerastp.forecasters import SavedModelForecaster
 
-    from kerastp.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, load_saved_model
-
-    loaded = load_saved_model(directory)
-    signature = loaded.signatures[SIGNATURE_KEY]
-
-    def forecast(past):
-        # `loaded` stays referenced: the signature reads its variables.
-        return signature(**{INPUT_NAME: tf.constant(past)})[OUTPUT_NAME].numpy()
-
-    forecast.loaded = loaded
-    return forecast
+    return SavedModelForecaster(directory).predict
 
 
 def tflite_forecaster(path, num_threads=1):
@@ -134,7 +125,7 @@ def convert_to_onnx(model, path, opset=17):
         ) from error
     import tensorflow as tf
 
-    from kerastp.export import INPUT_NAME
+    from kerastp.forecasters import INPUT_NAME
 
     spec = (tf.TensorSpec(model.input_signature_shape, tf.float32, name=INPUT_NAME),)
 
@@ -202,7 +193,7 @@ def bench_path(path, *, batch_size=1, threads=(1,), warmup=3, runs=20, max_secon
         if text in registry.PRESETS:
             model = registry.build_model(text)
         else:
-            from kerastp.training import load_model
+            from kerastp.saving import load_model
 
             model = load_model(text)
         shape = model.input_signature_shape[1:]
@@ -218,13 +209,11 @@ def bench_path(path, *, batch_size=1, threads=(1,), warmup=3, runs=20, max_secon
         shape = LiteForecaster(text).input_shape[1:]
         candidates = [("tflite", n, tflite_forecaster(text, n)) for n in threads]
     elif Path(text, "saved_model.pb").is_file():
-        from kerastp.export import INPUT_NAME, SIGNATURE_KEY
+        from kerastp.forecasters import SavedModelForecaster
 
-        forecast = saved_model_forecaster(text)
-        signature = forecast.loaded.signatures[SIGNATURE_KEY]
-        spec = signature.structured_input_signature[1][INPUT_NAME]
-        shape = tuple(spec.shape.as_list()[1:])
-        candidates = [("saved_model", None, forecast)]
+        forecaster = SavedModelForecaster(text)
+        shape = forecaster.input_shape[1:]
+        candidates = [("saved_model", None, forecaster.predict)]
     else:
         raise FileNotFoundError(
             f"Nothing to benchmark at {text!r}: give a preset name (see `kerastp list`), a "

@@ -23,8 +23,6 @@ draws as an uninterrupted one.
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +34,7 @@ require_tensorflow()
 import keras  # noqa: E402
 
 from kerastp.artifacts import CorruptArtifactError  # noqa: E402
-from kerastp.export import _umask, save_keras_atomic  # noqa: E402
+from kerastp.saving import atomic_write, save_keras, save_npz  # noqa: E402
 
 #: The backup file inside a run's backup directory.
 BACKUP_FILE = "state.npz"
@@ -134,32 +132,11 @@ def trim_history(path, epoch):
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(kept)
-    _write_atomic(path, buffer.getvalue().encode())
-
-
-def _write_atomic(path, data=None, write=None):
-    """Writes `data` (or calls `write(file)`) to a temporary file beside `path`, syncs, renames."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            if write is None:
-                f.write(data)
-            else:
-                write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, buffer.getvalue())
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
-    """Saves the model as `.keras` at each epoch end, atomically (`save_keras_atomic`).
+    """Saves the model as `.keras` at each epoch end, atomically (`kerastp.saving.save_keras`).
 
     Unlike `keras.callbacks.ModelCheckpoint`, which writes in place, a save that fails or is
     killed leaves the previous checkpoint loadable.
@@ -191,7 +168,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             if value is None or not np.isfinite(value) or not self._improves(float(value)):
                 return
             self.best = float(value)
-        save_keras_atomic(self.model, self.path)
+        save_keras(self.model, self.path)
 
 
 class TrainingBackup(keras.callbacks.Callback):
@@ -261,7 +238,7 @@ class TrainingBackup(keras.callbacks.Callback):
         }
         arrays["meta"] = np.array(json.dumps(meta))
         self.backup_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.path, write=lambda f: np.savez(f, **arrays))
+        save_npz(self.path, **arrays)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch

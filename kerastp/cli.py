@@ -5,6 +5,8 @@ import json
 import os
 import sys
 
+from kerastp import options
+
 
 def _quiet_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -108,81 +110,53 @@ def cmd_train(args):
 
     result = train(_train_config(args))
     print(f"run directory: {result['run_dir']}  (fit took {result['seconds']:.1f} s)")
-    if result["metrics"] is not None and args.data == "radar":
-        _print_radar(result["metrics"])
-    elif result["metrics"] is not None:
-        _print_json({k: v for k, v in result["metrics"].items() if not k.endswith("_per_frame")})
+    if result["metrics"] is not None:
+        _print_scores(result["metrics"])
     return 0
 
 
-def _print_radar(result):
-    """Headline scores over the horizon; every per-lead-time figure is in the JSON."""
-    from kerastp.training import radar_summary
+def _print_scores(result):
+    """The model next to persistence, scores over the whole horizon; the JSON has the rest."""
+    from kerastp.evaluation.evaluate import summary
 
-    summary = radar_summary(result)
-    print(
-        f"radar {result['split']} events {', '.join(result['events'])}: "
-        f"{result['windows']} windows, scores over the whole horizon"
-    )
-    print(f"{'score':<14}{'model':>12}{'persistence':>14}")
-    for key in summary["model"]:
-        values = [summary[name][key] for name in ("model", "persistence")]
-        cells = "".join(
-            f"{'n/a' if v is None else format(v, '.4f'):>{w}}"
-            for v, w in zip(values, (12, 14), strict=True)
-        )
-        print(f"{key:<14}{cells}")
+    rows = summary(result)
+    described = [f"data {result['data']}"]
+    if "split" in result:
+        described.append(f"{result['split']} split")
+    if "events" in result:
+        described.append(f"events {', '.join(result['events'])}")
+    if "windows" in result:
+        described.append(f"{result['windows']} windows")
+    print("; ".join(described) + " (--json for every per-frame figure)")
+    names = [name for name in ("model", "persistence") if rows.get(name) is not None]
+    print(f"{'score':<16}" + "".join(f"{name:>14}" for name in names))
+    for key in rows["model"]:
+        cells = ""
+        for name in names:
+            value = rows[name].get(key)
+            cells += f"{'n/a' if value is None else format(value, '.4f'):>14}"
+        print(f"{key:<16}{cells}")
 
 
 def cmd_evaluate(args):
-    from kerastp.training import evaluate, evaluate_radar
+    from kerastp.evaluation.evaluate import evaluate
 
-    if args.data == "arrays":
-        from kerastp.export import recorded_run_config
-        from kerastp.training import evaluate_user_arrays, load_model
-        from kerastp.visualize import recorded_normalization
-
-        normalization = recorded_normalization(args.model)
-        run = recorded_run_config(args.model) or {}
-        data_path = args.data_path or run.get("data_path")
-        if normalization is None or data_path is None:
-            raise ValueError(
-                "--data arrays needs a model trained on arrays (its run directory or sidecar "
-                "records the normalisation) and its data file (--data-path)"
-            )
-        # The run's seed, stride and key define its split: evaluate on its validation part.
-        _print_json(
-            evaluate_user_arrays(
-                load_model(args.model),
-                data_path,
-                normalization,
-                key=args.data_key or run.get("data_key"),
-                stride=run.get("stride", args.stride),
-                seed=run.get("seed", 0),
-                batch_size=args.batch_size,
-            )
-        )
-        return 0
-    if args.data == "radar":
-        result = evaluate_radar(
-            args.model,
-            path=args.radar_path,
-            resolution=args.radar_resolution,
-            batch_size=args.batch_size,
-        )
-        if args.json:
-            _print_json(result)
-        else:
-            _print_radar(result)
-        return 0
-    metrics = evaluate(
+    result = evaluate(
         args.model,
         data=args.data,
         num_sequences=args.num_sequences,
         mnist_path=args.mnist_path,
         batch_size=args.batch_size,
+        persistence=True,
+        radar_path=args.radar_path,
+        radar_resolution=args.radar_resolution,
+        data_path=args.data_path,
+        data_key=args.data_key,
     )
-    _print_json(metrics)
+    if args.json:
+        _print_json(result)
+    else:
+        _print_scores(result)
     return 0
 
 
@@ -284,39 +258,47 @@ def cmd_demo(args):
     return 0
 
 
-def _add_data_args(parser, default="procedural", radar=False):
+def _add_data_args(parser, default=None, sources=options.DATA_SOURCES, windows=True):
+    recorded = " (default: the data the model was trained on)" if default is None else ""
     parser.add_argument(
         "--data",
-        choices=("procedural", "mnist", "radar", "arrays") if radar else ("procedural", "mnist"),
+        choices=sources,
         default=default,
-        help="Moving MNIST digits: built-in procedural (no file, no network) or real MNIST"
-        + ("; the radar nowcasting events (6 in, 12 out); or your own arrays" if radar else ""),
+        help="data source: Moving MNIST from built-in procedural digits (no file, no network) "
+        "or real MNIST digits"
+        + ("; the radar nowcasting events (6 in, 12 out); or your own arrays" if windows else "")
+        + recorded,
     )
     parser.add_argument(
         "--mnist-path",
         default=None,
         help="mnist.npz or idx files (else $KERASTP_MNIST, ~/.keras/datasets, download)",
     )
-    if radar:
+    if windows:
         parser.add_argument(
             "--radar-path",
             default=None,
             help="radar data folder (else $KERASTP_RADAR, ../shared/data/radar)",
         )
-        parser.add_argument("--radar-resolution", type=int, choices=(64, 128), default=None)
+        parser.add_argument(
+            "--radar-resolution", type=int, choices=options.RADAR_RESOLUTIONS, default=None
+        )
         parser.add_argument(
             "--data-path",
             default=None,
             help="--data arrays: .npy/.npz/.h5/.zarr/.nc of (N, T, H, W, C) or (T, H, W, C)",
         )
         parser.add_argument("--data-key", default=None, help="array name inside --data-path")
-        parser.add_argument(
-            "--normalization",
-            choices=("minmax", "zscore", "log1p", "none"),
-            default="minmax",
-            help="--data arrays: fitted on the training split only",
-        )
-        parser.add_argument("--stride", type=int, default=1, help="--data arrays: window stride")
+
+
+def _add_array_training_args(parser):
+    parser.add_argument(
+        "--normalization",
+        choices=options.NORMALIZATIONS,
+        default="minmax",
+        help="--data arrays: fitted on the training split only",
+    )
+    parser.add_argument("--stride", type=int, default=1, help="--data arrays: window stride")
 
 
 def build_parser():
@@ -335,27 +317,28 @@ def build_parser():
 
     p = sub.add_parser("train", help="train a preset with model.fit (resumable)")
     p.add_argument("--preset", default="stlight_tiny", choices=_preset_names())
-    _add_data_args(p, radar=True)
+    _add_data_args(p, default="procedural")
+    _add_array_training_args(p)
     p.add_argument("--run-dir", default=None, help="default runs/<preset>; rerun to resume")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--steps-per-epoch", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--learning-rate", type=float, default=None, help="peak learning rate")
-    p.add_argument("--schedule", choices=("one_cycle", "constant"), default="one_cycle")
+    p.add_argument("--schedule", choices=options.SCHEDULES, default=options.SCHEDULES[0])
     p.add_argument("--eval-sequences", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tensorboard", action="store_true")
     p.add_argument("--backup-every", type=int, default=None, help="also back up every N steps")
     p.add_argument(
         "--strategy",
-        choices=("mirrored", "multi_worker"),
+        choices=[name for name in options.STRATEGIES if name is not None],
         default=None,
         help="tf.distribute: all local GPUs (mirrored) or the TF_CONFIG cluster (multi_worker); "
         "--batch-size is the global batch",
     )
     p.add_argument(
         "--mixed-precision",
-        choices=("bfloat16", "float16"),
+        choices=options.MIXED_PRECISIONS,
         default=None,
         help="compute in low precision; variables, losses, forecasts and artifacts stay float32",
     )
@@ -373,11 +356,14 @@ def build_parser():
 
     p = sub.add_parser(
         "evaluate",
-        help="OpenSTL metrics on the standard test set, or nowcasting scores (--data radar)",
+        help="scores next to persistence: OpenSTL metrics on the standard test set, "
+        "nowcasting scores on radar, errors on your arrays",
     )
-    p.add_argument("--model", required=True, help=".keras file or run directory")
-    _add_data_args(p, radar=True)
-    p.add_argument("--json", action="store_true", help="radar: every per-lead-time figure")
+    p.add_argument(
+        "--model", required=True, help=".keras file, run directory, SavedModel dir or .tflite"
+    )
+    _add_data_args(p)
+    p.add_argument("--json", action="store_true", help="every score, per frame / lead time")
     p.add_argument("--num-sequences", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=16)
     p.set_defaults(func=cmd_evaluate)
@@ -387,25 +373,25 @@ def build_parser():
     p.add_argument(
         "--format",
         nargs="+",
-        choices=("keras", "saved_model", "tflite"),
-        default=["keras", "saved_model", "tflite"],
+        choices=options.EXPORT_FORMATS,
+        default=list(options.EXPORT_FORMATS),
     )
     p.add_argument("--name", default=None, help="artifact name (default: the preset)")
     p.add_argument(
         "--quantize",
-        choices=("none", "fp16", "dynamic", "int8", "int8_io"),
+        choices=options.QUANTIZATIONS,
         default="none",
         help="TFLite quantisation (int8: calibrated on training sequences of --data)",
     )
     p.add_argument(
         "--max-metric-increase",
         type=float,
-        default=0.10,
+        default=options.MAX_METRIC_INCREASE,
         help="refuse dynamic/int8 TFLite whose MSE on held-out sequences is this much higher "
         "(relative) than the Keras model's (default 0.10)",
     )
     # None: calibrate and judge on the data the run was trained on (radar, arrays, digits).
-    _add_data_args(p, default=None)
+    _add_data_args(p, windows=False)
     p.add_argument("--saved-model-dir", default="saved_models")
     p.add_argument("--tflite-dir", default="tflite")
     p.set_defaults(func=cmd_export)
@@ -426,15 +412,17 @@ def build_parser():
 
     p = sub.add_parser("predict", help="forecast one sequence: PNG strip + animated GIF")
     p.add_argument("--model", required=True, help=".keras, .tflite, SavedModel dir or run dir")
-    _add_data_args(p)
-    p.add_argument("--index", type=int, default=0, help="sequence of the standard test set")
+    _add_data_args(p, windows=False)
+    p.add_argument(
+        "--index", type=int, default=0, help="sequence of the standard test set (or window)"
+    )
     p.add_argument("--inputs", default=None, help=".npy of (T_in, H, W, C) frames instead")
     p.add_argument("--out", default="forecast.png")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("demo", help="the main job: train, evaluate, export, draw")
     p.add_argument("--preset", default="stlight_tiny", choices=_preset_names())
-    _add_data_args(p)
+    _add_data_args(p, default="procedural", sources=options.MOVING_MNIST_SOURCES, windows=False)
     p.add_argument("--run-dir", default="runs/demo")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--steps-per-epoch", type=int, default=100)

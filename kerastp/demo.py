@@ -6,16 +6,18 @@ from pathlib import Path
 import numpy as np
 
 from kerastp import export, training, visualize
-from kerastp.data import moving_mnist
-from kerastp.metrics import evaluate_arrays
+from kerastp.data import split_frames
+from kerastp.data.sources import get_source
+from kerastp.evaluation import evaluate_arrays
+from kerastp.saving import write_json
 from kerastp.validation import check_output_dir
 
 
 def baselines(data="procedural", num_sequences=1000, mnist_path=None):
     """Metrics of two trivial forecasts on the standard test set: repeat the last input frame,
     and predict the mean frame of the inputs. A trained model must beat both."""
-    sequences = training.standard_sequences(data, num_sequences, mnist_path)
-    past, future = moving_mnist.split_frames(np.asarray(sequences), 10, 10)
+    sequences = get_source(data, mnist_path=mnist_path).test_sequences(num_sequences)
+    past, future = split_frames(np.asarray(sequences), 10, 10)
     last = np.repeat(past[:, -1:], future.shape[1], axis=1)
     mean = np.repeat(past.mean(axis=1, keepdims=True), future.shape[1], axis=1)
     return {
@@ -63,8 +65,8 @@ def run_demo(
     model = result["model"]
 
     start = time.perf_counter()
-    sequences = training.standard_sequences(data, 8, mnist_path)
-    past, future = moving_mnist.split_frames(
+    sequences = get_source(data, mnist_path=mnist_path).test_sequences(8)
+    past, future = split_frames(
         np.asarray(sequences), model.input_frames, model.output_frames
     )
     artifacts = export.export_all(
@@ -90,5 +92,5 @@ def run_demo(
         "pictures": [str(png), str(gif)],
         "timings": {**timings, "fit_s": result["seconds"]},
     }
-    export.write_json(Path(run_dir) / "demo.json", summary)
+    write_json(Path(run_dir) / "demo.json", summary)
     return summary

@@ -10,10 +10,7 @@ package versions, the data scale and the parity result.
 
 import contextlib
 import datetime
-import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,28 +21,25 @@ tf = require_tensorflow()
 
 import keras  # noqa: E402
 
-from kerastp.artifacts import (  # noqa: E402
-    CorruptArtifactError,
-    check_keras_archive,
-    check_saved_model_dir,
-    saved_model_error,
+from kerastp import options  # noqa: E402
+from kerastp.forecasters import (  # noqa: E402
+    INPUT_NAME,
+    OUTPUT_NAME,
+    SIGNATURE_KEY,
 )
 from kerastp.precision import float32_model  # noqa: E402
+from kerastp.runs import DEFAULT_DATA_SCALE, RunRecord, sidecar_path  # noqa: E402
+from kerastp.saving import (  # noqa: E402
+    load_model,
+    remove,
+    replace,
+    temporary_sibling,
+    write_json,
+)
 from kerastp.validation import check_output_dir, finite_number  # noqa: E402
-
-SIGNATURE_KEY = "serving_default"
-INPUT_NAME = "frames"
-OUTPUT_NAME = "forecast"
 
 #: Largest max-abs difference accepted between an artifact and the Keras model.
 TOLERANCES = {"keras": 1e-5, "saved_model": 1e-4, "tflite": 1e-4}
-
-DEFAULT_DATA_SCALE = {
-    "name": "unit",
-    "description": "frames in [0, 1] (Moving MNIST: uint8 / 255)",
-    "range": [0.0, 1.0],
-}
-
 
 class ExportVerificationError(RuntimeError):
     """An exported artifact did not reproduce the Keras model's numbers."""
@@ -94,102 +88,6 @@ def _parity(expected, got, tolerance, batch_sizes, kind):
     return result
 
 
-def _umask():
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _tmp_sibling(path):
-    """A private temporary directory beside `path` (same file system, so renames are atomic).
-
-    First puts back a previous artifact that a crash left aside mid-swap (see `_replace`).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    old = path.with_name(f".{path.name}.old")
-    if old.is_dir() and not path.exists():
-        os.replace(old, path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
-    return tmp
-
-
-def _remove(path):
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
-def _replace(src, dst):
-    """Moves a verified `src` onto `dst`, replacing any previous artifact.
-
-    A file is replaced by one atomic rename. A directory (SavedModel) takes two: the old one
-    moves aside to `.<name>.old` first; should a crash fall between the renames, the next
-    export to that path moves it back before anything else (`_tmp_sibling`).
-    """
-    old = dst.with_name(f".{dst.name}.old")
-    if dst.is_dir() and not dst.is_symlink():
-        _remove(old)
-        os.replace(dst, old)
-        os.replace(src, dst)
-        _remove(old)
-    else:
-        os.replace(src, dst)
-
-
-def sidecar_path(path):
-    """`<artifact>.json`: where an artifact's sidecar lives."""
-    path = Path(path)
-    return path.with_name(path.name + ".json")
-
-
-def write_json(path, payload):
-    """Writes `payload` as JSON atomically: a temporary file beside `path`, then a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, sort_keys=True, default=_json_default)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def save_keras_atomic(model, path):
-    """Saves `model` as a `.keras` file atomically; returns the path.
-
-    The archive is written beside `path`, checked (a complete zip whose every member passes
-    its CRC, with Keras' config), then renamed onto `path`: a save that fails or is killed
-    leaves any previous file intact and no temporary behind.
-    """
-    path = Path(path)
-    if path.suffix != ".keras":
-        raise ValueError(f"`path` must end in .keras, got {str(path)!r}")
-    tmp_dir = _tmp_sibling(path)
-    try:
-        tmp = tmp_dir / path.name
-        model.save(tmp)
-        check_keras_archive(tmp)
-        _replace(tmp, path)
-    finally:
-        _remove(tmp_dir)
-    return path
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 def _sidecar(model, kind, path, parity, preset, data_scale, extra):
     payload = {
         "artifact": kind,
@@ -231,16 +129,16 @@ def export_keras(model, path, *, preset=None, data_scale=None, probe=None):
         raise ValueError(f"`path` must end in .keras, got {str(path)!r}")
     probe = probe_batch(model) if probe is None else np.asarray(probe, np.float32)
     expected = _reference(model, probe)
-    tmp_dir = _tmp_sibling(path)
+    tmp_dir = temporary_sibling(path)
     try:
         tmp = tmp_dir / path.name
         model.save(tmp)
         reloaded = keras.saving.load_model(tmp)
         got = keras.ops.convert_to_numpy(reloaded(probe, training=False))
         parity = _parity(expected, got, TOLERANCES["keras"], [len(probe)], "Keras")
-        _replace(tmp, path)
+        replace(tmp, path)
     finally:
-        _remove(tmp_dir)
+        remove(tmp_dir)
     return _sidecar(model, "keras", path, parity, preset, data_scale, None)
 
 
@@ -259,40 +157,6 @@ def _write_saved_model(model, directory):
     )
     with contextlib.redirect_stdout(None):
         archive.write_out(os.fspath(directory), verbose=False)
-
-
-def load_saved_model(directory):
-    """Loads a kerastp SavedModel directory; checks it has the `serving_default` signature.
-
-    Returns:
-        The loaded object (`.signatures[SIGNATURE_KEY]` is the forecast function; keep the
-        object alive while using it).
-
-    Raises:
-        FileNotFoundError: no directory, or no saved_model.pb in it.
-        kerastp.artifacts.CorruptArtifactError: (a `ValueError`) an unreadable graph, missing
-            or truncated variables, or no `serving_default` signature; the message names the
-            directory.
-    """
-    directory = check_saved_model_dir(directory)
-    try:
-        loaded = tf.saved_model.load(os.fspath(directory))
-    except Exception as error:  # protobuf, I/O and checkpoint errors alike
-        raise saved_model_error(directory, error) from error
-    signatures = getattr(loaded, "signatures", None) or {}
-    if SIGNATURE_KEY not in signatures:
-        raise CorruptArtifactError(
-            f"{directory} is not a kerastp SavedModel: no {SIGNATURE_KEY!r} signature "
-            f"(it has {sorted(signatures)})"
-        )
-    return loaded
-
-
-def run_saved_model(directory, frames):
-    """Runs a kerastp SavedModel's `serving_default` on NumPy frames."""
-    loaded = load_saved_model(directory)
-    signature = loaded.signatures[SIGNATURE_KEY]
-    return signature(**{INPUT_NAME: tf.constant(frames, tf.float32)})[OUTPUT_NAME].numpy()
 
 
 def export_saved_model(model, path, *, preset=None, data_scale=None, probe=None):
@@ -314,7 +178,7 @@ def export_saved_model(model, path, *, preset=None, data_scale=None, probe=None)
     path = Path(path)
     probe = probe_batch(model, batch_size=3) if probe is None else np.asarray(probe, np.float32)
     batches = [probe[:1], probe] if len(probe) > 1 else [probe]
-    tmp = _tmp_sibling(path)
+    tmp = temporary_sibling(path)
     try:
         _write_saved_model(model, tmp)
         loaded = tf.saved_model.load(os.fspath(tmp))
@@ -328,15 +192,15 @@ def export_saved_model(model, path, *, preset=None, data_scale=None, probe=None)
         parity = _parity(
             expected, got, TOLERANCES["saved_model"], [len(b) for b in batches], "SavedModel"
         )
-        _replace(tmp, path)
+        replace(tmp, path)
     finally:
-        _remove(tmp)
+        remove(tmp)
     return _sidecar(model, "saved_model", path, parity, preset, data_scale, None)
 
 
 #: TFLite conversions: float32, float16 weights, dynamic-range int8 weights, full int8
 #: (float input and output), and full int8 with int8 input and output.
-QUANTIZATIONS = ("none", "fp16", "dynamic", "int8", "int8_io")
+QUANTIZATIONS = options.QUANTIZATIONS
 
 #: fp16 conversions must reproduce the Keras model within this max abs error.
 FP16_TOLERANCE = 1e-2
@@ -344,7 +208,7 @@ FP16_TOLERANCE = 1e-2
 #: Integer conversions (dynamic range, int8, int8 I/O) are judged by what they do to the
 #: forecast: the relative increase of the MSE on held-out sequences (`validation_data`),
 #: (mse_tflite - mse_keras) / mse_keras, must not exceed this (settable per export).
-MAX_METRIC_INCREASE = 0.10
+MAX_METRIC_INCREASE = options.MAX_METRIC_INCREASE
 
 #: Without held-out sequences, integer conversions fall back to their error against the Keras
 #: model, relative to the energy of the Keras output: mean((lite - keras)^2) / mean(keras^2).
@@ -428,7 +292,7 @@ def convert_to_tflite(saved_model_dir, quantize="none", representative_data=None
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "fp16":
         converter.target_spec.supported_types = [tf.float16]
-    if quantize in ("int8", "int8_io"):
+    if quantize in options.CALIBRATED_QUANTIZATIONS:
         if representative_data is None or len(representative_data) == 0:
             raise ValueError(f"quantize={quantize!r} needs `representative_data` for calibration")
         samples = np.asarray(representative_data, np.float32)
@@ -502,10 +366,10 @@ def export_tflite(
         )
     validation = _validation_arrays(model, validation_data)
     probe = probe_batch(model, batch_size=3) if probe is None else np.asarray(probe, np.float32)
-    if representative_data is None and quantize in ("int8", "int8_io"):
+    if representative_data is None and quantize in options.CALIBRATED_QUANTIZATIONS:
         representative_data = probe
     batches = [probe[:1], probe] if len(probe) > 1 else [probe]
-    tmp_dir = _tmp_sibling(path)
+    tmp_dir = temporary_sibling(path)
     try:
         _write_saved_model(model, tmp_dir / "saved_model")
         content = convert_to_tflite(tmp_dir / "saved_model", quantize, representative_data)
@@ -535,9 +399,9 @@ def export_tflite(
             parity = _quantized_parity(quantize, expected, got, sizes, judged, limits)
         tmp = tmp_dir / path.name
         tmp.write_bytes(content)
-        _replace(tmp, path)
+        replace(tmp, path)
     finally:
-        _remove(tmp_dir)
+        remove(tmp_dir)
     extra = {"ops": forecaster.ops, "quantization": quantize, "bytes": len(content)}
     return _sidecar(model, "tflite", path, parity, preset, data_scale, extra)
 
@@ -605,127 +469,21 @@ def _targets(name, saved_model_dir, tflite_dir):
     }
 
 
-def _recorded(model_path, key):
-    """`key` of the sidecar next to an artifact, or of its run directory's config.json."""
-    model_path = Path(model_path)
-    candidates = [sidecar_path(model_path)]
-    run_dir = model_path if model_path.is_dir() else model_path.parent
-    candidates += [run_dir / "config.json", run_dir.parent / "config.json"]
-    for candidate in candidates:
-        if candidate.is_file():
-            with contextlib.suppress(ValueError, OSError):
-                value = json.loads(candidate.read_text()).get(key)
-                if value:
-                    return value
-    return None
-
-
-def _preset_of(model_path):
-    """The preset recorded next to a `.keras` file or in its run directory, if any."""
-    return _recorded(model_path, "preset")
-
-
-def recorded_data_scale(model_path):
-    """What a saved model's numbers mean: the `data_scale` recorded in its sidecar or run.
-
-    For a model trained on the user's own arrays this holds the fitted normalisation
-    (`{"name": "normalization", "normalization": {...}}`); None when nothing is recorded.
-    """
-    return _recorded(model_path, "data_scale")
-
-
-def calibration_frames(model, data="procedural", num_sequences=64, mnist_path=None, seed=0):
-    """Training-split Moving MNIST inputs for int8 calibration, (N, T_in, H, W, C) float32."""
-    return _moving_mnist_pairs(model, "train", data, num_sequences, mnist_path, seed)[0]
-
-
-def held_out_sequences(model, data="procedural", num_sequences=64, mnist_path=None, seed=0):
-    """Test-split Moving MNIST `(past, future)` (test digits) to judge quantised exports."""
-    return _moving_mnist_pairs(model, "test", data, num_sequences, mnist_path, seed)
-
-
-def _moving_mnist_pairs(model, split, data, num_sequences, mnist_path, seed):
-    from kerastp.data import moving_mnist_dataset
-
-    dataset = moving_mnist_dataset(
-        data,
-        split,
-        batch_size=num_sequences,
-        input_frames=model.input_frames,
-        output_frames=model.output_frames,
-        image_size=model.height,
-        num_sequences=num_sequences,
-        seed=seed,
-        path=mnist_path,
-    )
-    past, future = next(iter(dataset))
-    return past.numpy(), future.numpy()
-
-
-def recorded_run_config(model_path):
-    """The `config.json` of the run a model comes from (its run directory, or the one its
-    `.keras` file sits in or under), or None."""
-    model_path = Path(model_path)
-    run_dir = model_path if model_path.is_dir() else model_path.parent
-    for candidate in (run_dir / "config.json", run_dir.parent / "config.json"):
-        if candidate.is_file():
-            with contextlib.suppress(ValueError, OSError):
-                return json.loads(candidate.read_text())
-    return None
-
-
-def quantization_data(model, quantize, data=None, run=None, mnist_path=None, sequences=64):
-    """Calibration frames and held-out `(past, future)` for a quantised export, drawn from the
-    data the model was trained on.
-
-    `data` (or, when None, the run's recorded data source, else "procedural") decides:
-    Moving MNIST draws training-split and test-digit sequences; "radar" the windows of the
-    training and validation events; "arrays" the training and validation windows of the
-    run's file with its recorded normalisation.
+def quantization_data(model, quantize, source, sequences=64):
+    """Calibration frames and held-out `(past, future)` for a quantised export, drawn from
+    `source` (a `kerastp.data.sources.DataSource`, normally the one the model was trained
+    on: `RunRecord.of(path).source()`).
 
     Returns:
         (representative_data or None, validation_data or None); both None for fp16 / float.
     """
-    if quantize not in ("dynamic", "int8", "int8_io"):
+    if quantize not in options.INTEGER_QUANTIZATIONS:
         return None, None
-    run = run or {}
-    source = data or run.get("data") or "procedural"
-    frames = {"input_frames": model.input_frames, "output_frames": model.output_frames}
-    if source == "radar":
-        from kerastp.data import radar
-
-        common = {
-            "path": run.get("radar_path"),
-            "resolution": run.get("radar_resolution") or model.height,
-            **frames,
-        }
-        train_past, _ = radar.radar_arrays("train", **common)
-        validation = radar.radar_arrays("val", **common)
-    elif source == "arrays":
-        from kerastp.data import arrays
-
-        scale = run.get("data_scale") or {}
-        if not run.get("data_path") or scale.get("name") != "normalization":
-            raise ValueError(
-                "Quantising a model trained on your own arrays needs its run's config.json "
-                "(data_path and normalisation); export from the run directory"
-            )
-        common = {
-            "key": run.get("data_key"),
-            "stride": run.get("stride", 1),
-            "seed": run.get("seed", 0),
-            "normalization": arrays.Normalization.from_config(scale["normalization"]),
-            **frames,
-        }
-        train_past, _, _ = arrays.prepare_arrays(run["data_path"], "train", **common)
-        past, future, _ = arrays.prepare_arrays(run["data_path"], "val", **common)
-        validation = (past[:sequences], future[:sequences])
-    else:
-        path = mnist_path or run.get("mnist_path")
-        train_past = calibration_frames(model, source, sequences, mnist_path=path)
-        validation = held_out_sequences(model, source, sequences, mnist_path=path)
-    representative = train_past[:sequences] if quantize in ("int8", "int8_io") else None
-    return representative, validation
+    representative = None
+    if quantize in options.CALIBRATED_QUANTIZATIONS:
+        representative = source.calibration_samples(model, sequences)
+    past, future = source.held_out(model, sequences)
+    return representative, (past[:sequences], future[:sequences])
 
 
 def export_artifacts(
@@ -749,25 +507,23 @@ def export_artifacts(
         saved_model_dir: where `.keras` and SavedModel go.
         tflite_dir: where `.tflite` goes.
         quantize: TFLite quantisation, one of `QUANTIZATIONS`.
-        data: where int8 calibration (training split) and the held-out sequences that judge
-            integer conversions come from; None: the data the run was trained on (see
-            `quantization_data`), else procedural Moving MNIST.
+        data: the data source int8 calibration (training split) and the held-out sequences
+            that judge integer conversions come from; None: the one the run was trained on
+            (`kerastp.runs.RunRecord`), else procedural Moving MNIST.
         mnist_path: MNIST location for Moving MNIST digits.
         max_metric_increase: allowed relative MSE increase of integer conversions.
 
     Returns:
         dict mapping each format to (path, sidecar).
     """
-    from kerastp.training import load_model
-
     formats = (formats,) if isinstance(formats, str) else tuple(formats)
-    unknown = sorted(set(formats) - {"keras", "saved_model", "tflite"})
+    unknown = sorted(set(formats) - set(options.EXPORT_FORMATS))
     if unknown or not formats:
         raise ValueError(
-            f"Unknown export formats {unknown or 'none given'}; valid: keras, saved_model, tflite"
+            f"Unknown export formats {unknown or 'none given'}; valid: "
+            f"{', '.join(options.EXPORT_FORMATS)}"
         )
-    if quantize not in QUANTIZATIONS:
-        raise ValueError(f"`quantize` must be one of {QUANTIZATIONS}, got quantize={quantize!r}")
+    options.check_choice("quantize", quantize, QUANTIZATIONS)
     # Every argument is checked before the model is loaded and anything is written.
     finite_number("max_metric_increase", max_metric_increase, 0.0)
     if name is not None and (
@@ -779,16 +535,18 @@ def export_artifacts(
     if "tflite" in formats:
         check_output_dir(tflite_dir, "tflite_dir")
     model = load_model(model_path)
-    preset = _preset_of(model_path)
-    data_scale = recorded_data_scale(model_path)
+    record = RunRecord.of(model_path)
+    preset = record.preset
+    data_scale = record.data_scale
     name = name or preset or Path(model_path).stem
     targets = _targets(name, saved_model_dir, tflite_dir)
     # Everything the exports need is gathered before the first artifact is written.
     representative, validation = (None, None)
-    if "tflite" in formats:
-        representative, validation = quantization_data(
-            model, quantize, data, recorded_run_config(model_path), mnist_path
-        )
+    if "tflite" in formats and quantize in options.INTEGER_QUANTIZATIONS:
+        source = record.source(data, mnist_path=mnist_path)
+        source.check()
+        source.check_model(model)
+        representative, validation = quantization_data(model, quantize, source)
     written = {}
     for kind in ("keras", "saved_model"):
         if kind in formats:
@@ -796,7 +554,7 @@ def export_artifacts(
             written[kind] = (path, exporter(model, path, preset=preset, data_scale=data_scale))
     if "tflite" in formats:
         path = targets["tflite"][1]
-        if quantize != "none":
+        if quantize != "none" and not name.endswith(f"_{quantize}"):
             path = path.with_name(f"{name}_{quantize}.tflite")
         written["tflite"] = (
             path,

@@ -112,6 +112,26 @@ class LiteForecaster:
         shape = list(self.input_details["shape_signature"])
         return (None, *[int(d) for d in shape[1:]])
 
+    @property
+    def input_frames(self):
+        return self.input_shape[1]
+
+    @property
+    def output_frames(self):
+        return int(self.output_details["shape_signature"][1])
+
+    @property
+    def height(self):
+        return self.input_shape[2]
+
+    @property
+    def width(self):
+        return self.input_shape[3]
+
+    @property
+    def channels(self):
+        return self.input_shape[4]
+
     def _quantize(self, frames):
         dtype = self.input_details["dtype"]
         if np.issubdtype(dtype, np.floating):

@@ -1,7 +1,7 @@
-"""THE list of kerastp models and presets.
+"""THE list of kerastp models, presets and data sources.
 
 The CLI choices, the README table, `kerastp list` and the parametrised tests all read
-`MODELS` and `PRESETS`; nothing else names a model.
+`MODELS`, `PRESETS` and `SOURCES`; nothing else names a model or a data source.
 """
 
 import copy
@@ -15,6 +15,15 @@ MODELS = {
     "predrnn": "kerastp.models.predrnn:PredRNN",
     "simvp": "kerastp.models.simvp:SimVP",
     "tau": "kerastp.models.tau:TAU",
+}
+
+#: Data source name -> "module:Class" (a `kerastp.data.sources.DataSource`); a new source is
+#: one file under kerastp/data/sources/ and one line here.
+SOURCES = {
+    "procedural": "kerastp.data.sources.moving_mnist:ProceduralMovingMnist",
+    "mnist": "kerastp.data.sources.moving_mnist:MnistMovingMnist",
+    "radar": "kerastp.data.sources.radar:RadarSource",
+    "arrays": "kerastp.data.sources.arrays:ArraysSource",
 }
 
 _MMNIST = {"input_frames": 10, "output_frames": 10, "height": 64, "width": 64, "channels": 1}
@@ -250,6 +259,16 @@ def get_model_class(name):
     if name not in MODELS:
         raise _unknown("model", name, MODELS)
     module, cls = MODELS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def get_source_class(name):
+    """The data source class registered under `name` (e.g. "radar")."""
+    if name not in SOURCES:
+        raise ValueError(
+            f"`data` must be one of {', '.join(SOURCES)}, got data={name!r}"
+        )
+    module, cls = SOURCES[name].split(":")
     return getattr(importlib.import_module(module), cls)
 
 

@@ -32,6 +32,16 @@ def non_negative_int(name, value):
     return int(value)
 
 
+def check_int(name, value, minimum=None):
+    """Returns `value` as int, or raises `ValueError` if it is not an integer (bools are not)
+    or is below `minimum`. The data loaders' check: "seed must be >= 0; received seed=-1."."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an int; received {name}={value!r}.")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; received {name}={value!r}.")
+    return int(value)
+
+
 def finite_number(name, value, minimum=None, *, strict=False):
     """Returns `value` as float, or raises `ValueError` if it is not a finite real number
     (NaN, Inf, a string or a bool), or is below `minimum` (at or below it with `strict`)."""

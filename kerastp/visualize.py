@@ -1,10 +1,12 @@
 """Pictures of forecasts: a PNG strip (input | truth | forecast rows) and an animated GIF."""
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from kerastp.forecasters import load_forecaster
+from kerastp.runs import RunRecord
+from kerastp.saving import atomic_write, save_npy
 from kerastp.validation import (
     check_frames,
     check_input_path,
@@ -59,16 +61,7 @@ def _check(past, truth, forecast):
 
 
 def _atomic_save(image, path, **kwargs):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        image.save(tmp, format=kwargs.pop("format"), **kwargs)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write(path, write=lambda f: image.save(f, **kwargs))
 
 
 def save_forecast_strip(past, truth, forecast, path, scale=2, gap=2):
@@ -192,83 +185,6 @@ def save_forecast_pictures(model, past, truth, path):
     return png, gif, forecast
 
 
-class _SavedModelForecaster:
-    """`predict` over a kerastp SavedModel's `serving_default` signature."""
-
-    def __init__(self, directory):
-        from kerastp.backend import require_tensorflow
-        from kerastp.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, load_saved_model
-
-        tf = require_tensorflow()
-        self._tf = tf
-        self._loaded = load_saved_model(directory)
-        self._signature = self._loaded.signatures[SIGNATURE_KEY]
-        self._input, self._output = INPUT_NAME, OUTPUT_NAME
-        shape = self._signature.structured_input_signature[1][INPUT_NAME].shape
-        self.input_shape = tuple(shape.as_list())
-        self.input_frames = int(shape[1])
-
-    def predict(self, past):
-        frames = self._tf.constant(np.asarray(past, np.float32))
-        return self._signature(**{self._input: frames})[self._output].numpy()
-
-
-def load_forecaster(path):
-    """A forecaster with `.predict(past)` from a `.keras` file, run directory, SavedModel
-    directory or `.tflite` file."""
-    path = Path(path)
-    if path.suffix == ".tflite":
-        from kerastp.lite import LiteForecaster
-
-        return LiteForecaster(path)
-    if path.is_dir() and (path / "saved_model.pb").is_file():
-        return _SavedModelForecaster(path)
-    from kerastp.training import load_model
-
-    return load_model(path)
-
-
-def recorded_normalization(model_path):
-    """The normalisation a saved model was trained with (user arrays), or None."""
-    from kerastp.export import recorded_data_scale
-
-    scale = recorded_data_scale(model_path)
-    if not scale or scale.get("name") != "normalization":
-        return None
-    from kerastp.data.arrays import Normalization
-
-    return Normalization.from_config(scale["normalization"])
-
-
-class _RadarScale:
-    """Rain rate (mm/h) <-> the radar model scale, as `transform` / `inverse`."""
-
-    def transform(self, rain_rate):
-        from kerastp.data.radar import to_model_scale
-
-        return to_model_scale(np.asarray(rain_rate, np.float32))
-
-    def inverse(self, x):
-        from kerastp.data.radar import to_rain_rate
-
-        return to_rain_rate(np.asarray(x, np.float32))
-
-
-def recorded_scaling(model_path):
-    """How a saved model's inputs and forecasts map to the data's units, or None.
-
-    Models trained on your own arrays carry their fitted normalisation, radar models the
-    rain-rate transform (mm/h); both are read from the run's config.json or the sidecar.
-    Moving MNIST models work in [0, 1] and return None.
-    """
-    from kerastp.export import recorded_data_scale
-
-    scale = recorded_data_scale(model_path) or {}
-    if scale.get("name") == "radar_log_rain_rate":
-        return _RadarScale()
-    return recorded_normalization(model_path)
-
-
 def _frame_shape(model):
     """(T_in, H, W, C) a forecaster expects, or None where it cannot tell."""
     shape = getattr(model, "input_signature_shape", None)
@@ -321,7 +237,7 @@ def load_inputs(path, frame_shape=None, data_units=False):
     return past
 
 
-def predict_to_pictures(model_path, out, data="procedural", index=0, inputs=None, mnist_path=None):
+def predict_to_pictures(model_path, out, data=None, index=0, inputs=None, mnist_path=None):
     """Forecasts one sequence with a saved model and writes a PNG strip and a GIF, or a `.npy`.
 
     For a model trained on the user's own arrays or on radar, `inputs` are in the data's units
@@ -332,16 +248,15 @@ def predict_to_pictures(model_path, out, data="procedural", index=0, inputs=None
         model_path: `.keras`, run directory, SavedModel directory or `.tflite`.
         out: destination; `.png` and `.gif` are written beside each other, or, for a name
             ending in `.npy`, the forecast array (T_out, H, W, C) alone.
-        data: "procedural" or "mnist": which standard test set `index` refers to.
-        index: sequence index in the standard test set (0 to 9,999).
+        data: the data source `index` refers to; None: the one the model was trained on
+            (Moving MNIST: the standard test set; radar and arrays: validation windows).
+        index: sequence index in the standard test set (0 to 9,999), or window index.
         inputs: path of a `.npy` of (T_in, H, W, C) frames to forecast instead (no truth row).
         mnist_path: MNIST location for `data="mnist"`.
 
     Returns:
         (png_path, gif_path), or (npy_path, None).
     """
-    from kerastp.data import moving_mnist
-
     # Arguments first: nothing is loaded for a mistake in them.
     out = check_output_file(out, "out")
     if inputs is not None:
@@ -349,27 +264,16 @@ def predict_to_pictures(model_path, out, data="procedural", index=0, inputs=None
     elif isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 10_000:
         raise ValueError(f"`index` must be an integer in [0, 10000), got index={index!r}")
     model = load_forecaster(model_path)
-    scaling = recorded_scaling(model_path)
+    source = RunRecord.of(model_path).source(data, mnist_path=mnist_path)
+    scaled = source.has_units
     truth = None
     if inputs is not None:
-        past = load_inputs(inputs, _frame_shape(model), data_units=scaling is not None)
-        if scaling is not None:
-            past = scaling.transform(past)
+        past = load_inputs(inputs, _frame_shape(model), data_units=scaled)
+        past = source.transform(past) if scaled else past
     else:
-        t_in = model.input_shape[1] if not hasattr(model, "input_frames") else model.input_frames
-        sequences = moving_mnist.standard_test_set(index + 1, source=data, path=mnist_path)
-        past, truth = moving_mnist.split_frames(
-            np.asarray(sequences[index : index + 1]), t_in, 20 - t_in
-        )
-        past, truth = past[0], truth[0]
+        past, truth = source.example(model, index)
     if out.suffix == ".npy":
         forecast = _predict_one(model, past)
-        if scaling is not None:
-            forecast = scaling.inverse(forecast)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp.npy")
-        np.save(tmp, forecast.astype(np.float32))
-        os.replace(tmp, out)
-        return out, None
+        return save_npy(out, source.inverse(forecast).astype(np.float32)), None
     png, gif, _ = save_forecast_pictures(model, past, truth, out)
     return png, gif

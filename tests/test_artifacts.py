@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerastp import checkpointing, cli, export, registry, training
+from kerastp import checkpointing, cli, export, forecasters, registry, runs, saving, training
 from kerastp.artifacts import CorruptArtifactError
 from kerastp.lite import LiteForecaster
 
@@ -72,7 +72,7 @@ def _listing(directory):
 def test_valid_keras_file_loads(keras_bytes, tmp_path, forecaster):
     path = tmp_path / "ok.keras"
     path.write_bytes(keras_bytes)
-    model = training.load_model(path)
+    model = saving.load_model(path)
     probe = export.probe_batch(forecaster)
     np.testing.assert_allclose(
         model.predict(probe, verbose=0), forecaster.predict(probe, verbose=0)
@@ -97,14 +97,14 @@ def test_corrupted_keras_file_raises_a_clear_error(keras_bytes, tmp_path, corrup
     path = tmp_path / "model.keras"
     path.write_bytes(corrupt(keras_bytes))
     with pytest.raises(CorruptArtifactError, match=message) as info:
-        training.load_model(path)
+        saving.load_model(path)
     assert str(path) in str(info.value)
     assert isinstance(info.value, ValueError)
     # The run-directory form names the same file.
     (tmp_path / "run").mkdir()
     shutil.copy(path, tmp_path / "run" / "model.keras")
     with pytest.raises(CorruptArtifactError, match=message):
-        training.load_model(tmp_path / "run")
+        saving.load_model(tmp_path / "run")
 
 
 def test_zip_without_keras_members_is_refused(tmp_path):
@@ -112,7 +112,7 @@ def test_zip_without_keras_members_is_refused(tmp_path):
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("readme.txt", "hello")
     with pytest.raises(CorruptArtifactError, match="not a .keras model: it lacks metadata.json"):
-        training.load_model(path)
+        saving.load_model(path)
 
 
 def test_cli_reports_a_corrupted_model_in_one_line(keras_bytes, tmp_path, capsys):
@@ -165,7 +165,7 @@ def test_cli_reports_a_corrupted_tflite_in_one_line(tflite_bytes, tmp_path, caps
 
 
 def test_valid_saved_model_runs(saved_model_dir):
-    got = export.run_saved_model(saved_model_dir, np.ones((1, 2), np.float32))
+    got = forecasters.run_saved_model(saved_model_dir, np.ones((1, 2), np.float32))
     np.testing.assert_allclose(got, [[1.0, 2.0]])
 
 
@@ -203,16 +203,16 @@ def _variables_truncated(d):
     ids=["graph-garbage", "graph-truncated", "graph-empty", "no-variables", "variables-cut"],
 )
 def test_corrupted_saved_model_raises_a_clear_error(saved_model_dir, tmp_path, corrupt, message):
-    from kerastp import bench, visualize
+    from kerastp import bench
 
     directory = tmp_path / "saved_model"
     shutil.copytree(saved_model_dir, directory)
     corrupt(directory)
     frames = np.ones((1, 2), np.float32)
     for load in (
-        lambda: export.run_saved_model(directory, frames),
+        lambda: forecasters.run_saved_model(directory, frames),
         lambda: bench.saved_model_forecaster(directory),
-        lambda: visualize.load_forecaster(directory),
+        lambda: forecasters.load_forecaster(directory),
     ):
         with pytest.raises(CorruptArtifactError, match=message) as info:
             load()
@@ -234,7 +234,7 @@ def test_failed_keras_save_leaves_the_previous_file(forecaster, keras_bytes, tmp
 
     monkeypatch.setattr(type(forecaster), "save", partial_save)
     with pytest.raises(OSError, match="No space"):
-        export.save_keras_atomic(forecaster, path)
+        saving.save_keras(forecaster, path)
     assert path.read_bytes() == keras_bytes
     assert _listing(tmp_path) == ["last.keras"]
 
@@ -251,7 +251,7 @@ def test_keras_save_that_is_not_a_complete_archive_is_not_kept(
 
     monkeypatch.setattr(type(forecaster), "save", truncating_save)
     with pytest.raises(CorruptArtifactError, match="truncated"):
-        export.save_keras_atomic(forecaster, path)
+        saving.save_keras(forecaster, path)
     assert path.read_bytes() == keras_bytes
     assert _listing(tmp_path) == ["last.keras"]
 
@@ -264,13 +264,13 @@ def test_failed_checkpoint_keeps_the_previous_one_loadable(
     checkpoint.set_model(forecaster)
     checkpoint.on_epoch_end(0, {"loss": 1.0})
     first = path.read_bytes()
-    monkeypatch.setattr(export, "check_keras_archive", _raise_os_error)  # a crash after writing
+    monkeypatch.setattr(saving, "check_keras_archive", _raise_os_error)  # a crash after writing
     with pytest.raises(OSError):
         checkpoint.on_epoch_end(1, {"loss": 0.5})
     assert path.read_bytes() == first
     assert _listing(path.parent) == ["last.keras"]
     monkeypatch.undo()
-    assert isinstance(training.load_model(path), keras.Model)
+    assert isinstance(saving.load_model(path), keras.Model)
 
 
 def _raise_os_error(*args, **kwargs):
@@ -313,7 +313,7 @@ def test_failed_tflite_export_leaves_artifact_and_sidecar(forecaster, tmp_path, 
     target = tmp_path / "tflite" / "m.tflite"
     target.parent.mkdir()
     target.write_bytes(b"previous model")
-    export.sidecar_path(target).write_text('{"previous": true}\n')
+    runs.sidecar_path(target).write_text('{"previous": true}\n')
     monkeypatch.setattr(export, "_write_saved_model", lambda model, d: d.mkdir())
 
     def failing_converter(*args, **kwargs):
@@ -323,7 +323,7 @@ def test_failed_tflite_export_leaves_artifact_and_sidecar(forecaster, tmp_path, 
     with pytest.raises(RuntimeError, match="midway"):
         export.export_tflite(forecaster, target)
     assert target.read_bytes() == b"previous model"
-    assert export.sidecar_path(target).read_text() == '{"previous": true}\n'
+    assert runs.sidecar_path(target).read_text() == '{"previous": true}\n'
     assert _listing(target.parent) == ["m.tflite", "m.tflite.json"]
 
 
@@ -371,23 +371,23 @@ def test_interrupted_directory_swap_is_recovered(saved_model_dir, tmp_path, monk
 
     monkeypatch.setattr(export.os, "replace", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
-        export._replace(new, target)
+        saving.replace(new, target)
     monkeypatch.undo()
     assert not target.exists() and (tmp_path / ".m.old").is_dir()
     # The next export to that path puts the previous artifact back first.
-    tmp = export._tmp_sibling(target)
-    export._remove(tmp)
+    tmp = saving.temporary_sibling(target)
+    saving.remove(tmp)
     np.testing.assert_allclose(
-        export.run_saved_model(target, np.ones((1, 2), np.float32)), [[1, 2]]
+        forecasters.run_saved_model(target, np.ones((1, 2), np.float32)), [[1, 2]]
     )
 
 
 def test_write_json_failure_leaves_previous(tmp_path, monkeypatch):
     path = tmp_path / "metrics.json"
-    export.write_json(path, {"mse": 1.0})
+    saving.write_json(path, {"mse": 1.0})
     before = path.read_bytes()
     with pytest.raises(TypeError):
-        export.write_json(path, {"mse": object()})  # fails midway through the dump
+        saving.write_json(path, {"mse": object()})  # fails midway through the dump
     assert path.read_bytes() == before
     assert _listing(tmp_path) == ["metrics.json"]
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from kerastp import __version__, cli, registry, visualize
 from kerastp.data import moving_mnist
-from kerastp.visualize import load_forecaster
+from kerastp.forecasters import load_forecaster
 
 PRESET = "stlight_tiny"
 TRAIN = [

@@ -34,7 +34,7 @@ DISTRIBUTED_ATOL = 1e-6
 
 
 def _weights(path):
-    from kerastp.training import load_model
+    from kerastp.saving import load_model
 
     return [np.asarray(w) for w in load_model(path).get_weights()]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kerastp import export, registry
+from kerastp import export, forecasters, registry, runs
 from kerastp.lite import LiteForecaster
 
 
@@ -32,7 +32,7 @@ def test_export_all_writes_verified_artifacts_with_sidecars(model, tmp_path):
     assert set(written) == {"keras", "saved_model", "tflite"}
     for kind, (path, sidecar) in written.items():
         assert path.exists()
-        on_disk = json.loads(export.sidecar_path(path).read_text())
+        on_disk = json.loads(runs.sidecar_path(path).read_text())
         assert on_disk["artifact"] == kind
         assert on_disk["preset"] == "stlight_tiny"
         assert on_disk["config"] == json.loads(json.dumps(model.get_config()))
@@ -49,7 +49,7 @@ def test_export_all_writes_verified_artifacts_with_sidecars(model, tmp_path):
     past = export.probe_batch(model, batch_size=2, seed=99)
     expected = np.asarray(model(past, training=False))
     np.testing.assert_allclose(
-        export.run_saved_model(tmp_path / "sm" / "tiny", past), expected, atol=1e-5
+        forecasters.run_saved_model(tmp_path / "sm" / "tiny", past), expected, atol=1e-5
     )
     lite = LiteForecaster(tmp_path / "tfl" / "tiny.tflite")
     np.testing.assert_allclose(lite.predict(past), expected, atol=1e-4)
@@ -62,12 +62,12 @@ def test_failed_verification_leaves_previous_artifact_and_no_partial_one(
     exporter, path = export._targets("tiny", tmp_path, tmp_path)[kind]
     exporter(model, path)
     before = _snapshot(path)
-    sidecar_before = export.sidecar_path(path).read_text()
+    sidecar_before = runs.sidecar_path(path).read_text()
     monkeypatch.setitem(export.TOLERANCES, kind, -1.0)  # nothing can pass
     with pytest.raises(export.ExportVerificationError, match="nothing was written"):
         exporter(model, path)
     assert _snapshot(path) == before
-    assert export.sidecar_path(path).read_text() == sidecar_before
+    assert runs.sidecar_path(path).read_text() == sidecar_before
     assert _leftovers(tmp_path) == []
 
 

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from kerastp import cli, metrics, registry, validation, visualize
+from kerastp import cli, evaluation, registry, validation, visualize
 from kerastp.data import arrays, moving_mnist, radar
 from kerastp.lite import LiteForecaster, StreamingForecaster
 
@@ -271,7 +271,7 @@ METRIC_CASES = {
 def test_metrics_reject_hostile_arrays(function, case):
     make, message = METRIC_CASES[case]
     true, pred = make(*_pair())
-    fn = getattr(metrics, function)
+    fn = getattr(evaluation, function)
     args = (true, pred) if function == "evaluate_arrays" else (pred, true)
     with pytest.raises(ValueError, match=message):
         fn(*args)
@@ -280,13 +280,13 @@ def test_metrics_reject_hostile_arrays(function, case):
 def test_metric_arguments_are_checked():
     true, pred = _pair()
     with pytest.raises(ValueError, match="batch_size.*0"):
-        metrics.evaluate_arrays(true, pred, batch_size=0)
+        evaluation.evaluate_arrays(true, pred, batch_size=0)
     with pytest.raises(ValueError, match="SSIM needs frames of at least 7x7"):
-        metrics.ssim(*_pair((1, 1, 4, 4, 1)))
+        evaluation.ssim(*_pair((1, 1, 4, 4, 1)))
     with pytest.raises(ValueError, match=r"`threshold` must be a finite number >= 0.*nan"):
-        metrics.contingency(true, pred, float("nan"))
+        evaluation.contingency(true, pred, float("nan"))
     with pytest.raises(ValueError, match=r"`scale` must be an int >= 1.*0"):
-        metrics.fss(true, pred, 0.5, 0)
+        evaluation.fss(true, pred, 0.5, 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -595,7 +595,7 @@ def test_bench_checks_arguments_before_building(kwargs, message):
 
 
 def test_evaluate_checks_arguments_before_loading(tmp_path):
-    from kerastp.training import evaluate, evaluate_radar
+    from kerastp.evaluation.evaluate import evaluate, evaluate_radar
 
     missing = tmp_path / "missing.keras"
     with pytest.raises(ValueError, match="batch_size=0"):

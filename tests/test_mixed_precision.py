@@ -72,7 +72,8 @@ def test_policy_scope_restores_the_callers_policy_after_an_error():
 
 
 def test_bfloat16_training_run_writes_float32_model(tmp_path):
-    from kerastp.training import load_model, train
+    from kerastp.saving import load_model
+    from kerastp.training import train
 
     result = train(
         preset="stlight_tiny",

@@ -1,4 +1,5 @@
-"""Tests for kerastp.data.moving_mnist: protocol exactness, readers, caching and pipelines."""
+"""Tests for Moving MNIST (kerastp.data.moving_mnist, mnist_files, glyphs, standard_set):
+protocol exactness, readers, caching and pipelines."""
 
 import gzip
 import math
@@ -15,12 +16,15 @@ import pytest
 from kerastp.data import (
     MnistUnavailableError,
     MovingMNIST,
+    glyphs,
     load_mnist_digits,
     load_mnist_test_seq,
+    mnist_files,
     moving_mnist_dataset,
     procedural_digits,
     resolve_mnist_path,
     split_frames,
+    standard_set,
     standard_test_set,
 )
 from kerastp.data import moving_mnist as mm
@@ -227,25 +231,25 @@ def test_procedural_digits_look_like_mnist_and_are_deterministic():
 
 
 def test_glyph_pool_margins_and_bitmap_font_fallback(monkeypatch):
-    pool = mm._glyph_pool()
-    assert pool.shape[-2:] == (mm._GLYPH_CANVAS, mm._GLYPH_CANVAS)
+    pool = glyphs._glyph_pool()
+    assert pool.shape[-2:] == (glyphs._GLYPH_CANVAS, glyphs._GLYPH_CANVAS)
     # Empty borders: clamped bilinear sampling then equals zero padding.
     for border in (pool[..., :2, :], pool[..., -2:, :], pool[..., :2], pool[..., -2:]):
         assert border.max() < 1e-3
-    bitmap = mm.ImageFont.load_default_imagefont()
+    bitmap = glyphs.ImageFont.load_default_imagefont()
 
     def old_pillow(size=None):  # Pillow < 10.1 has no size argument
         if size is not None:
             raise TypeError("load_default() got an unexpected keyword argument 'size'")
         return bitmap
 
-    monkeypatch.setattr(mm.ImageFont, "load_default", old_pillow)
-    mm._glyph_pool.cache_clear()
+    monkeypatch.setattr(glyphs.ImageFont, "load_default", old_pillow)
+    glyphs._glyph_pool.cache_clear()
     try:
-        fallback = mm._glyph_pool()
-        digits = mm._procedural_cached.__wrapped__(40, 0)
+        fallback = glyphs._glyph_pool()
+        digits = glyphs._procedural_cached.__wrapped__(40, 0)
     finally:
-        mm._glyph_pool.cache_clear()
+        glyphs._glyph_pool.cache_clear()
     assert fallback.shape == pool.shape and not np.array_equal(fallback, pool)
     assert fallback[..., :2, :].max() < 1e-3
     assert digits.shape == (40, 28, 28) and np.all(digits.reshape(40, -1).max(axis=1) >= 200)
@@ -304,6 +308,8 @@ def _check_offline_message(error):
     for needle in ("path=", "KERASTP_MNIST", "datasets", "mnist.npz", "internet"):
         assert needle in message
     assert 'source="procedural"' in message
+    assert "--mnist-path" in message and "--data procedural" in message  # the CLI spellings
+    assert "Looked at" in message
     assert isinstance(error.value, FileNotFoundError)
 
 
@@ -311,8 +317,8 @@ def test_offline_error_without_download(isolated_env, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("the network must not be touched")
 
-    monkeypatch.setattr(mm, "_probe_connection", forbidden)
-    monkeypatch.setattr(mm, "_download_mnist", forbidden)
+    monkeypatch.setattr(mnist_files, "_probe_connection", forbidden)
+    monkeypatch.setattr(mnist_files, "_download_mnist", forbidden)
     start = time.perf_counter()
     with pytest.raises(MnistUnavailableError) as error:
         resolve_mnist_path(allow_download=False)
@@ -325,8 +331,8 @@ def test_offline_error_without_download(isolated_env, monkeypatch):
 
 def test_offline_error_when_probe_or_download_fails(isolated_env, monkeypatch, tmp_path):
     calls = []
-    monkeypatch.setattr(mm, "_probe_connection", lambda: False)
-    monkeypatch.setattr(mm, "_download_mnist", lambda: calls.append(1))
+    monkeypatch.setattr(mnist_files, "_probe_connection", lambda: False)
+    monkeypatch.setattr(mnist_files, "_download_mnist", lambda: calls.append(1))
     with pytest.raises(MnistUnavailableError, match="no connection") as error:
         resolve_mnist_path()
     _check_offline_message(error)
@@ -335,14 +341,14 @@ def test_offline_error_when_probe_or_download_fails(isolated_env, monkeypatch, t
     def broken_download():
         raise OSError("connection reset")
 
-    monkeypatch.setattr(mm, "_probe_connection", lambda: True)
-    monkeypatch.setattr(mm, "_download_mnist", broken_download)
+    monkeypatch.setattr(mnist_files, "_probe_connection", lambda: True)
+    monkeypatch.setattr(mnist_files, "_download_mnist", broken_download)
     with pytest.raises(MnistUnavailableError, match="connection reset") as error:
         resolve_mnist_path()
     _check_offline_message(error)
 
     downloaded = _write_npz(tmp_path / "downloaded.npz")
-    monkeypatch.setattr(mm, "_download_mnist", lambda: downloaded)
+    monkeypatch.setattr(mnist_files, "_download_mnist", lambda: downloaded)
     assert resolve_mnist_path() == downloaded
 
 
@@ -351,10 +357,10 @@ def test_probe_connection_is_local_and_fast():
         server.bind(("127.0.0.1", 0))
         server.listen(1)
         port = server.getsockname()[1]
-        assert mm._probe_connection("127.0.0.1", port, timeout=2.0)
+        assert mnist_files._probe_connection("127.0.0.1", port, timeout=2.0)
     # The port is closed now: refused at once, no hang.
     start = time.perf_counter()
-    assert not mm._probe_connection("127.0.0.1", port, timeout=2.0)
+    assert not mnist_files._probe_connection("127.0.0.1", port, timeout=2.0)
     assert time.perf_counter() - start < 3
 
 
@@ -427,7 +433,7 @@ def test_npz_reader_checks(isolated_env, tmp_path):
 def test_load_mnist_test_seq(monkeypatch, tmp_path):
     with pytest.raises(FileNotFoundError, match="cs.toronto.edu"):
         load_mnist_test_seq(tmp_path / "mnist_test_seq.npy")
-    monkeypatch.setattr(mm, "_TEST_SEQ_SHAPE", (20, 3, 64, 64))
+    monkeypatch.setattr(standard_set, "_TEST_SEQ_SHAPE", (20, 3, 64, 64))
     raw = np.random.default_rng(0).integers(0, 256, (20, 3, 64, 64), dtype=np.uint8)
     np.save(tmp_path / "mnist_test_seq.npy", raw)
     seq = load_mnist_test_seq(tmp_path)  # a directory works too
@@ -444,8 +450,8 @@ def test_load_mnist_test_seq(monkeypatch, tmp_path):
 @pytest.fixture
 def small_standard(monkeypatch):
     """Shrinks the full set to 10 sequences in chunks of 4 so that the cache path is fast."""
-    monkeypatch.setattr(mm, "_STANDARD_TOTAL", 10)
-    monkeypatch.setattr(mm, "_STANDARD_CHUNK", 4)
+    monkeypatch.setattr(standard_set, "_STANDARD_TOTAL", 10)
+    monkeypatch.setattr(standard_set, "_STANDARD_CHUNK", 4)
 
 
 def _expected_standard(digits, count, seed=0, chunk=4):
@@ -458,7 +464,7 @@ def _expected_standard(digits, count, seed=0, chunk=4):
 
 
 def test_standard_test_set_protocol_and_prefix(small_standard):
-    digits = mm._procedural_cached(mm._PROCEDURAL_POOL_SIZE, mm._PROCEDURAL_TEST_SEED)
+    digits = procedural_digits(10000, seed=1)  # the val/test pool
     seven = standard_test_set(7, source="procedural")
     assert seven.shape == (7, 20, 64, 64, 1) and seven.dtype == np.uint8
     np.testing.assert_array_equal(seven, _expected_standard(digits, 7))
@@ -477,27 +483,27 @@ def test_standard_test_set_uses_mnist_test_digits(mnist_dir, small_standard):
 
 
 def test_standard_test_set_cache(small_standard, tmp_path, monkeypatch):
-    digits = mm._procedural_cached(mm._PROCEDURAL_POOL_SIZE, mm._PROCEDURAL_TEST_SEED)
+    digits = procedural_digits(10000, seed=1)  # the val/test pool
     expected = _expected_standard(digits, 10)
     first = standard_test_set(10, source="procedural", cache_dir=tmp_path)
     np.testing.assert_array_equal(first, expected)
     npy = tmp_path / "moving_mnist_test_v1_procedural_seed0_n10.npy"
     sha = npy.with_suffix(".sha256")
     assert sorted(p.name for p in tmp_path.iterdir()) == [npy.name, sha.name]
-    assert sha.read_text().split()[0] == mm._sha256(npy)
+    assert sha.read_text().split()[0] == standard_set._sha256(npy)
 
     def no_write(*args, **kwargs):
         raise AssertionError("the cached file should have been reused")
 
     with monkeypatch.context() as patch:
-        patch.setattr(mm, "_write_cache", no_write)
+        patch.setattr(standard_set, "_write_cache", no_write)
         again = standard_test_set(10, source="procedural", cache_dir=tmp_path)
     assert isinstance(again, np.memmap)
     np.testing.assert_array_equal(again, expected)
     del first, again
     # A verified cache needs no digits: MNIST may be unavailable by now.
     with monkeypatch.context() as patch:
-        patch.setattr(mm, "_digits_for", no_write)
+        patch.setattr(standard_set, "source_digits", no_write)
         standard_test_set(10, source="procedural", cache_dir=tmp_path)
 
     # Corruption: one flipped byte fails the checksum; the set is rebuilt with a warning.
@@ -507,7 +513,7 @@ def test_standard_test_set_cache(small_standard, tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="regenerating"):
         rebuilt = standard_test_set(10, source="procedural", cache_dir=tmp_path)
     np.testing.assert_array_equal(rebuilt, expected)
-    assert sha.read_text().split()[0] == mm._sha256(npy)
+    assert sha.read_text().split()[0] == standard_set._sha256(npy)
     del rebuilt
 
     sha.unlink()
@@ -568,7 +574,7 @@ def test_dataset_spec_values_and_protocol():
     past, future = _collect(ds)
     assert past.shape == (8, 3, 32, 32, 1)  # 10 sequences, remainder of 2 dropped
     assert 0.0 <= past.min() and past.max() <= 1.0 and past.max() > 0.5
-    digits = mm._procedural_cached(mm._PROCEDURAL_POOL_SIZE, mm._PROCEDURAL_TRAIN_SEED)
+    digits = procedural_digits(10000, seed=0)  # the train pool
     gen = MovingMNIST(digits, image_size=32, num_frames=5)
     video = gen.generate(mm._DATASET_CHUNK, np.random.default_rng([7, 0, 0, 1]))[:8] / 255.0
     np.testing.assert_allclose(past, video[:, :3], atol=1e-6)
@@ -581,7 +587,7 @@ def test_dataset_fresh_epochs_and_initial_epoch(monkeypatch):
     ds = moving_mnist_dataset("procedural", **kwargs)
     epoch0, epoch1, epoch2 = (_collect(ds)[0] for _ in range(3))
     assert not np.array_equal(epoch0, epoch1)
-    digits = mm._procedural_cached(mm._PROCEDURAL_POOL_SIZE, mm._PROCEDURAL_TRAIN_SEED)
+    digits = procedural_digits(10000, seed=0)  # the train pool
     gen = MovingMNIST(digits, image_size=32, num_frames=4)
     chunks = [gen.generate(4, np.random.default_rng([0, 1, c, 1])) for c in range(3)]
     np.testing.assert_allclose(epoch1, np.concatenate(chunks)[:9, :2] / 255.0, atol=1e-6)
@@ -660,6 +666,13 @@ def test_dataset_uses_real_mnist(mnist_dir):
 def test_dataset_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         moving_mnist_dataset(**{"source": "procedural", **kwargs})
+
+
+def test_moved_names_stay_reachable_from_moving_mnist():
+    assert mm.standard_test_set is standard_set.standard_test_set
+    assert mm.resolve_mnist_path is mnist_files.resolve_mnist_path
+    with pytest.raises(AttributeError, match="no_such_name"):
+        mm.no_such_name  # noqa: B018
 
 
 def test_module_imports_without_tensorflow():

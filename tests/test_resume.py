@@ -75,9 +75,9 @@ def _history(run_dir):
 
 
 def _weights(run_dir):
-    from kerastp import training
+    from kerastp import saving
 
-    model = training.load_model(run_dir / "model.keras")
+    model = saving.load_model(run_dir / "model.keras")
     return model.get_weights(), int(model.optimizer.iterations.numpy())
 
 

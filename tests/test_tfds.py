@@ -15,10 +15,11 @@ tfds = pytest.importorskip("tensorflow_datasets")
 from kerastp.data import (  # noqa: E402
     DEFAULT_SPLIT,
     MnistUnavailableError,
+    mnist_files,
     radar_arrays,
+    standard_set,
     standard_test_set,
 )
-from kerastp.data import moving_mnist as mm_module  # noqa: E402
 from kerastp.data import tfds_builders as tb  # noqa: E402
 
 SHARED_RADAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "radar"
@@ -178,14 +179,14 @@ def test_mnist_config_reads_digits_from_env(tmp_path, monkeypatch):
     npz = tmp_path / "digits" / "mnist.npz"
     npz.parent.mkdir()
     np.savez(npz, x_test=digits, x_train=digits)
-    monkeypatch.setenv(mm_module.MNIST_ENV_VAR, str(npz))
+    monkeypatch.setenv(mnist_files.MNIST_ENV_VAR, str(npz))
     dataset = tb.load_moving_mnist(source="mnist", num_sequences=4, data_dir=tmp_path / "tfds")
     sequences, _ = _sequences(dataset)
     np.testing.assert_array_equal(sequences, standard_test_set(4, source="mnist", path=npz))
 
 
 def test_mnist_config_without_digits_fails_offline(tmp_path, monkeypatch):
-    monkeypatch.delenv(mm_module.MNIST_ENV_VAR, raising=False)
+    monkeypatch.delenv(mnist_files.MNIST_ENV_VAR, raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_keras_home"))
     with pytest.raises(MnistUnavailableError, match="procedural"):
         tb.load_moving_mnist(source="mnist", num_sequences=4, data_dir=tmp_path / "tfds")
@@ -196,7 +197,7 @@ def _fake_test_seq(directory, monkeypatch, count=6):
     data = np.random.default_rng(1).integers(0, 256, (20, count, 64, 64), dtype=np.uint8)
     directory.mkdir(parents=True, exist_ok=True)
     np.save(directory / "mnist_test_seq.npy", data)
-    monkeypatch.setattr(mm_module, "_TEST_SEQ_SHAPE", data.shape)
+    monkeypatch.setattr(standard_set, "_TEST_SEQ_SHAPE", data.shape)
     return data.transpose(1, 0, 2, 3)[..., None]
 
 

@@ -9,7 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from kerastp import training
+from kerastp import saving, training
+from kerastp.evaluation.evaluate import evaluate, summary
 
 SMALL = {
     "preset": "stlight_tiny",
@@ -59,7 +60,7 @@ def test_run_directory_contents(tmp_path):
     assert len(metrics["mse_per_frame"]) == 10
     for key in ("mse", "mae", "ssim", "psnr"):
         assert metrics[key] == pytest.approx(result["metrics"][key])
-    reloaded = training.load_model(run)
+    reloaded = saving.load_model(run)
     assert reloaded.optimizer.iterations.numpy() == 6
     past = np.random.default_rng(0).random((2, 10, 64, 64, 1), dtype=np.float32)
     np.testing.assert_allclose(
@@ -109,14 +110,14 @@ def test_bad_training_settings(kwargs, message, tmp_path):
 
 def test_evaluate_from_a_file_equals_evaluate_from_the_model(tmp_path):
     result = training.train(**{**SMALL, "epochs": 1}, run_dir=str(tmp_path / "run"))
-    scores = training.evaluate(tmp_path / "run", num_sequences=8)
+    scores = evaluate(tmp_path / "run", num_sequences=8)
     assert scores["n_sequences"] == 8
     assert set(scores) >= {"mse", "mae", "ssim", "psnr", "mse_per_frame"}
     model = result["model"]
     # The same numbers from the model object and from the saved file.
-    assert training.evaluate(model, num_sequences=8)["mse"] == pytest.approx(scores["mse"])
+    assert evaluate(model, num_sequences=8)["mse"] == pytest.approx(scores["mse"])
     with pytest.raises(FileNotFoundError, match="No kerastp model"):
-        training.evaluate(tmp_path / "absent.keras")
+        evaluate(tmp_path / "absent.keras")
 
 
 def test_mnist_data_source_uses_real_digits(shared_mnist, tmp_path):
@@ -194,9 +195,9 @@ def test_radar_training_scores_model_and_persistence(tmp_path):
     # Persistence, scored independently: the last input frame repeated, per-pixel MSE.
     persistence = np.mean((past[:, -1:] - future) ** 2)
     assert metrics["persistence"]["mse"]["total"] == pytest.approx(persistence, rel=1e-5)
-    summary = training.radar_summary(metrics)
-    assert set(summary) == {"model", "persistence"}
-    for row in summary.values():
+    rows = summary(metrics)
+    assert set(rows) == {"model", "persistence"}
+    for row in rows.values():
         assert {"mse", "mse_mm_h", "csi_1.0", "pod_1.0", "far_1.0", "fss"} <= set(row)
         assert 0.0 <= row["csi_1.0"] <= 1.0
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["windows"] == 16

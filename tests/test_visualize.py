@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kerastp import visualize
+from kerastp import saving, visualize
 from kerastp.visualize import save_forecast_gif, save_forecast_pictures, save_forecast_strip
 
 LABEL_WIDTH = 64  # the strip's label column
@@ -253,7 +253,7 @@ def test_failed_rename_leaves_no_temporary(tmp_path, monkeypatch):
     def replace(src, dst):
         raise PermissionError("read-only destination (simulated)")
 
-    monkeypatch.setattr(visualize.os, "replace", replace)
+    monkeypatch.setattr(saving.os, "replace", replace)
     with pytest.raises(PermissionError, match="simulated"):
         save_forecast_gif(past, None, forecast, tmp_path / "sub" / "a.gif")
     assert list((tmp_path / "sub").iterdir()) == []

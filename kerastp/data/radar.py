@@ -20,16 +20,14 @@ This module imports only NumPy; TensorFlow is imported inside `radar_dataset`.
 
 import dataclasses
 import json
-import os
 import pathlib
 import types
-import zipfile
-import zlib
 
 import numpy as np
 
-from kerastp.data.moving_mnist import _check_int
-from kerastp.validation import check_input_path
+from kerastp.data.locations import resolve_location
+from kerastp.saving import load_npz
+from kerastp.validation import check_input_path, check_int
 
 __all__ = [
     "DEFAULT_SPLIT",
@@ -162,22 +160,14 @@ def _is_radar_dir(path):
     return path.is_dir() and any((path / str(r)).is_dir() for r in RADAR_RESOLUTIONS)
 
 
-def _check_location(path, origin):
-    path = pathlib.Path(path).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"{origin}: '{path}' does not exist.")
-    if not _is_radar_dir(path):
-        raise FileNotFoundError(
-            f"{origin}: '{path}' is not a radar data directory (it has no '64' or '128' "
-            "folder of <event>.npz files)."
-        )
-    return path
+def _radar_dir_or_none(path):
+    return path if _is_radar_dir(path) else None
 
 
 def resolve_radar_dir(path=None):
     """Finds the radar data directory (the one holding the `64/` and `128/` folders).
 
-    Resolution order:
+    Resolution order (`kerastp.data.locations.find_location`):
     1. `path`, when given.
     2. The environment variable `KERASTP_RADAR`.
     3. `../shared/data/radar` relative to the current working directory.
@@ -202,28 +192,23 @@ def resolve_radar_dir(path=None):
     >>> resolve_radar_dir("../shared/data/radar")  # doctest: +SKIP
     PosixPath('../shared/data/radar')
     """
-    if path is not None:
-        return _check_location(path, "path")
-    env = os.environ.get(RADAR_ENV_VAR)
-    if env:
-        return _check_location(env, f"environment variable {RADAR_ENV_VAR}")
     repo_root = pathlib.Path(__file__).resolve().parents[2]
-    candidates = [
-        pathlib.Path.cwd() / ".." / "shared" / "data" / "radar",
-        repo_root.parent / "shared" / "data" / "radar",
-    ]
-    for candidate in candidates:
-        if _is_radar_dir(candidate):
-            return candidate
-    looked = "\n".join(f"  - {c.resolve()}" for c in candidates)
-    raise FileNotFoundError(
-        "Radar data not found. Looked at:\n"
-        f"  - path=None (no explicit path given)\n"
-        f"  - environment variable {RADAR_ENV_VAR} (not set)\n"
-        f"{looked}\n"
-        "The data ship with the project's shared folder (shared/data/radar, holding 64/ and "
-        f"128/ folders of <event>.npz files) and are never downloaded; pass path=... or set "
-        f"{RADAR_ENV_VAR}."
+    return resolve_location(
+        path,
+        argument="path",
+        env_var=RADAR_ENV_VAR,
+        candidates=[
+            pathlib.Path.cwd() / ".." / "shared" / "data" / "radar",
+            repo_root.parent / "shared" / "data" / "radar",
+        ],
+        recognise=_radar_dir_or_none,
+        expected="a radar data directory (one holding a '64' or '128' folder of <event>.npz files)",
+        what="Radar data",
+        advice=(
+            "The data ship with the project's shared folder (shared/data/radar, holding 64/ and "
+            f"128/ folders of <event>.npz files) and are never downloaded; pass path=... or set "
+            f"{RADAR_ENV_VAR}."
+        ),
     )
 
 
@@ -291,32 +276,6 @@ class RadarEvent:
         )
 
 
-_UNREADABLE = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError)
-
-
-def _read_npz(file):
-    """Reads the required arrays of an event file; ValueError naming file and key if bad."""
-    try:
-        archive = np.load(file, allow_pickle=False)
-    except _UNREADABLE as error:
-        raise ValueError(f"{file}: not a readable .npz archive ({error}).") from error
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{file}: holds a single array, not an .npz archive of an event.")
-    arrays = {}
-    with archive:
-        for key in _REQUIRED_KEYS:
-            if key not in archive.files:
-                raise ValueError(
-                    f"{file}: missing key '{key}'; expected {list(_REQUIRED_KEYS)}, found "
-                    f"{sorted(archive.files)}."
-                )
-            try:
-                arrays[key] = archive[key]
-            except _UNREADABLE as error:
-                raise ValueError(f"{file}: key '{key}' is corrupt ({error}).") from error
-    return arrays
-
-
 def _parse_times(raw, file):
     """'YYYYmmddHHMM' strings -> datetime64[m]; ValueError naming the file if malformed."""
     raw = np.asarray(raw)
@@ -374,7 +333,7 @@ def load_event(name, path=None, resolution=64):
             f"{available}."
         )
     check_input_path(file, "name")  # PermissionError if unreadable
-    arrays = _read_npz(file)
+    arrays = load_npz(file, _REQUIRED_KEYS, what="an .npz archive of a radar event")
 
     frames = arrays["frames"]
     if frames.dtype.kind != "f" or frames.ndim != 3 or frames.shape[0] == 0:
@@ -459,10 +418,10 @@ def window_starts(num_frames, input_frames=6, output_frames=12, stride=3):
     >>> window_starts(40).tolist()
     [0, 3, 6, 9, 12, 15, 18, 21]
     """
-    num_frames = _check_int("num_frames", num_frames, minimum=1)
-    input_frames = _check_int("input_frames", input_frames, minimum=1)
-    output_frames = _check_int("output_frames", output_frames, minimum=1)
-    stride = _check_int("stride", stride, minimum=1)
+    num_frames = check_int("num_frames", num_frames, minimum=1)
+    input_frames = check_int("input_frames", input_frames, minimum=1)
+    output_frames = check_int("output_frames", output_frames, minimum=1)
+    stride = check_int("stride", stride, minimum=1)
     length = input_frames + output_frames
     if num_frames < length:
         raise ValueError(
@@ -614,7 +573,7 @@ def _load_windows_source(
         ("output_frames", output_frames),
         ("stride", stride),
     ):
-        _check_int(argument, value, minimum=1)
+        check_int(argument, value, minimum=1)
     names = _split_event_names(split, events, splits)
     loaded = [load_event(name, path, resolution) for name in names]
     steps = {event.name: event.time_step_minutes for event in loaded}
@@ -757,8 +716,8 @@ def radar_dataset(
     >>> [tuple(s.shape) for s in ds.element_spec]  # doctest: +SKIP
     [(None, 6, 64, 64, 1), (None, 12, 64, 64, 1)]
     """
-    batch_size = _check_int("batch_size", batch_size, minimum=1)
-    seed = _check_int("seed", seed, minimum=0)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
     loaded = _load_windows_source(
         split,
         path,

@@ -53,9 +53,11 @@ except ImportError as error:  # pragma: no cover - exercised only without tfds
         '`pip install "kerastp[tfds]"` (tensorflow-datasets>=4.9 and importlib_resources).'
     ) from error
 
+from kerastp.data import mnist_files as _mnist
 from kerastp.data import moving_mnist as _mm
 from kerastp.data import radar as _radar
-from kerastp.data.moving_mnist import _check_int
+from kerastp.data import standard_set as _standard
+from kerastp.validation import check_int
 
 __all__ = [
     "KerastpMovingMnist",
@@ -127,13 +129,13 @@ class MovingMnistConfig(tfds.core.BuilderConfig):
             raise ValueError(
                 f"source must be one of {_MOVING_MNIST_SOURCES}; received source={self.source!r}."
             )
-        _check_int("num_sequences", self.num_sequences, minimum=1)
+        check_int("num_sequences", self.num_sequences, minimum=1)
         if self.num_sequences > _FULL_SET:
             raise ValueError(
                 f"num_sequences must be <= {_FULL_SET}; received "
                 f"num_sequences={self.num_sequences}."
             )
-        _check_int("seed", self.seed, minimum=0)
+        check_int("seed", self.seed, minimum=0)
 
 
 class KerastpMovingMnist(tfds.core.GeneratorBasedBuilder):
@@ -170,7 +172,7 @@ class KerastpMovingMnist(tfds.core.GeneratorBasedBuilder):
     Only the "official" and "mnist" configs read files; "procedural" needs none.
     - "official": put the official Moving MNIST test set, mnist_test_seq.npy (819 MB, uint8
       (20, 10000, 64, 64)), in the manual directory. Download it from
-      {_mm.MNIST_TEST_SEQ_URL}.
+      {_standard.MNIST_TEST_SEQ_URL}.
     - "mnist": put MNIST's mnist.npz (keras layout) or t10k-images-idx3-ubyte[.gz] in the
       manual directory, or set KERASTP_MNIST, or place mnist.npz in ~/.keras/datasets.
     Pass the directory with
@@ -200,31 +202,31 @@ class KerastpMovingMnist(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         config = self.builder_config
         if config.source == "official":
-            data = _mm.load_mnist_test_seq(dl_manager.manual_dir)
+            data = _standard.load_mnist_test_seq(dl_manager.manual_dir)
             return {"test": self._generate_examples(enumerate(data[: config.num_sequences]))}
         path = self._mnist_path(dl_manager) if config.source == "mnist" else None
         # Digits are loaded here so that a missing MNIST fails before anything is written.
-        generator = _mm.MovingMNIST(_mm._digits_for(config.source, "test", path))
+        generator = _mm.MovingMNIST(_mm.source_digits(config.source, "test", path))
         return {"test": self._generate_examples(self._standard_sequences(generator))}
 
     def _mnist_path(self, dl_manager):
         """Resolves the MNIST digits offline: config, manual_dir, KERASTP_MNIST, Keras cache."""
         config = self.builder_config
         if config.mnist_path is not None:
-            return _mm.resolve_mnist_path(config.mnist_path, allow_download=False)
+            return _mnist.resolve_mnist_path(config.mnist_path, allow_download=False)
         try:
             manual = dl_manager.manual_dir  # AssertionError when absent or empty
         except (AssertionError, ValueError):
             manual = None
         if manual is not None:
             try:
-                return _mm.resolve_mnist_path(manual, allow_download=False)
+                return _mnist.resolve_mnist_path(manual, allow_download=False)
             except FileNotFoundError:
                 pass  # the manual directory may hold only mnist_test_seq.npy
         try:
-            return _mm.resolve_mnist_path(None, allow_download=False)
-        except _mm.MnistUnavailableError as error:
-            raise _mm.MnistUnavailableError(
+            return _mnist.resolve_mnist_path(None, allow_download=False)
+        except _mnist.MnistUnavailableError as error:
+            raise _mnist.MnistUnavailableError(
                 f"kerastp_moving_mnist/{config.name} reads the MNIST test digits offline and "
                 f"found none (manual_dir: {manual or 'absent or empty'}). Put mnist.npz in "
                 "manual_dir, or use the 'procedural' config.\n" + str(error)
@@ -233,7 +235,9 @@ class KerastpMovingMnist(tfds.core.GeneratorBasedBuilder):
     def _standard_sequences(self, generator):
         """Yields (index, sequence) of the seeded set, exactly as `standard_test_set` makes it."""
         config = self.builder_config
-        for start, sequences in _mm._standard_chunks(generator, config.seed, config.num_sequences):
+        for start, sequences in _standard.standard_chunks(
+            generator, config.seed, config.num_sequences
+        ):
             yield from enumerate(sequences, start)
 
     def _generate_examples(self, sequences):
@@ -263,7 +267,7 @@ class RadarConfig(tfds.core.BuilderConfig):
     def __post_init__(self):
         _radar._check_resolution(self.resolution)
         for argument in ("input_frames", "output_frames", "stride"):
-            _check_int(argument, getattr(self, argument), minimum=1)
+            check_int(argument, getattr(self, argument), minimum=1)
 
 
 class KerastpRadar(tfds.core.GeneratorBasedBuilder):
@@ -444,8 +448,8 @@ def load_moving_mnist(
     TensorShape([20, 64, 64, 1])
     """
     if as_pairs:
-        _check_int("input_frames", input_frames, minimum=1)
-        _check_int("output_frames", output_frames, minimum=1)
+        check_int("input_frames", input_frames, minimum=1)
+        check_int("output_frames", output_frames, minimum=1)
         if input_frames + output_frames > _FRAMES:
             raise ValueError(
                 f"input_frames + output_frames must be <= {_FRAMES}; received "

@@ -14,7 +14,7 @@ def odd_kernel(name, value):
     return int(value)
 
 
-def recurrent_conv(filters, kernel_size, name, use_bias=False):
+def recurrent_conv(filters, kernel_size, name, use_bias=False, dtype=None):
     """A 'same'-padded convolution with PyTorch's default init (OpenSTL's cell convolutions).
 
     Kaiming-uniform with a = sqrt(5): U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
@@ -27,12 +27,13 @@ def recurrent_conv(filters, kernel_size, name, use_bias=False):
         use_bias=use_bias,
         kernel_initializer=keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
         name=name,
+        dtype=dtype,
     )
 
 
-def conv_layer_norm(name):
+def conv_layer_norm(name, dtype=None):
     """OpenSTL's `nn.LayerNorm([C, H, W])`: normalise over the whole (H, W, C) map."""
-    return keras.layers.LayerNormalization(axis=(-3, -2, -1), epsilon=1e-5, name=name)
+    return keras.layers.LayerNormalization(axis=(-3, -2, -1), epsilon=1e-5, name=name, dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package="kerastp")
@@ -87,10 +88,13 @@ class ConvLSTMCell(keras.layers.Layer):
         self.use_bias = bool(use_bias)
         self.forget_bias = float(forget_bias)
         self.layer_norm = bool(layer_norm)
-        self.conv_x = recurrent_conv(4 * filters, kernel_size, "conv_x", use_bias=use_bias)
-        self.conv_h = recurrent_conv(4 * filters, kernel_size, "conv_h")
-        self.norm_x = conv_layer_norm("norm_x") if layer_norm else None
-        self.norm_h = conv_layer_norm("norm_h") if layer_norm else None
+        dtype = self.dtype_policy
+        self.conv_x = recurrent_conv(
+            4 * filters, kernel_size, "conv_x", use_bias=use_bias, dtype=dtype
+        )
+        self.conv_h = recurrent_conv(4 * filters, kernel_size, "conv_h", dtype=dtype)
+        self.norm_x = conv_layer_norm("norm_x", dtype) if layer_norm else None
+        self.norm_h = conv_layer_norm("norm_h", dtype) if layer_norm else None
 
     def build(self, inputs_shape, h_shape=None, c_shape=None):
         state_shape = (*tuple(inputs_shape)[:-1], self.filters)

@@ -54,7 +54,9 @@ class ConvSC(keras.layers.Layer):
         self.act_norm = bool(act_norm)
         init = keras.initializers.TruncatedNormal(stddev=0.02)
         self.padding = (
-            keras.layers.ZeroPadding2D((kernel_size - 1) // 2, name="padding")
+            keras.layers.ZeroPadding2D(
+                (kernel_size - 1) // 2, name="padding", dtype=self.dtype_policy
+            )
             if sampling == "down"
             else None
         )
@@ -65,9 +67,12 @@ class ConvSC(keras.layers.Layer):
             padding="valid" if sampling == "down" else "same",
             kernel_initializer=init,
             name="conv",
+            dtype=self.dtype_policy,
         )
         self.norm = (
-            keras.layers.GroupNormalization(groups=2, epsilon=1e-5, name="norm")
+            keras.layers.GroupNormalization(
+                groups=2, epsilon=1e-5, name="norm", dtype=self.dtype_policy
+            )
             if act_norm
             else None
         )

@@ -34,7 +34,12 @@ class GatedUpdate(keras.layers.Layer):
         self.dim = dim
         self.kernel_size = kernel_size
         self.gates = keras.layers.Conv2D(
-            2 * dim, kernel_size, padding="same", kernel_initializer="glorot_uniform", name="gates"
+            2 * dim,
+            kernel_size,
+            padding="same",
+            kernel_initializer="glorot_uniform",
+            name="gates",
+            dtype=self.dtype_policy,
         )
 
     def build(self, input_shape):

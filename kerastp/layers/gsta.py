@@ -32,7 +32,7 @@ def pytorch_conv_init():
     return keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
 
 
-def _conv(filters, kernel_size, name, dilation=1):
+def _conv(filters, kernel_size, name, dilation=1, dtype=None):
     return keras.layers.Conv2D(
         filters,
         kernel_size,
@@ -40,16 +40,18 @@ def _conv(filters, kernel_size, name, dilation=1):
         dilation_rate=dilation,
         kernel_initializer=pytorch_conv_init(),
         name=name,
+        dtype=dtype,
     )
 
 
-def _depthwise(kernel_size, name, dilation=1):
+def _depthwise(kernel_size, name, dilation=1, dtype=None):
     return keras.layers.DepthwiseConv2D(
         kernel_size,
         padding="same",
         dilation_rate=dilation,
         depthwise_initializer=pytorch_conv_init(),
         name=name,
+        dtype=dtype,
     )
 
 
@@ -121,23 +123,31 @@ class GSTABlock(keras.layers.Layer):
         far = kernel_size // dilation
         far_kernel = max(1, far + (far % 2 - 1))
         hidden = int(dim * mlp_ratio)
-        self.norm_1 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="norm_1")
+        dtype = self.dtype_policy
+        self.norm_1 = keras.layers.BatchNormalization(
+            momentum=0.9, epsilon=1e-5, name="norm_1", dtype=dtype
+        )
         self._create_attention(local_kernel, far_kernel)
-        self.norm_2 = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="norm_2")
-        self.fc_1 = _conv(hidden, 1, "fc_1")
-        self.mlp_depthwise = _depthwise(3, "mlp_depthwise")
-        self.fc_2 = _conv(dim, 1, "fc_2")
-        self.dropout = keras.layers.Dropout(self.drop_rate)
+        self.norm_2 = keras.layers.BatchNormalization(
+            momentum=0.9, epsilon=1e-5, name="norm_2", dtype=dtype
+        )
+        self.fc_1 = _conv(hidden, 1, "fc_1", dtype=dtype)
+        self.mlp_depthwise = _depthwise(3, "mlp_depthwise", dtype=dtype)
+        self.fc_2 = _conv(dim, 1, "fc_2", dtype=dtype)
+        self.dropout = keras.layers.Dropout(self.drop_rate, dtype=dtype)
         # One keep/drop decision per sample for the whole residual branch.
-        self.branch_drop = keras.layers.Dropout(self.drop_path, noise_shape=(None, 1, 1, 1))
+        self.branch_drop = keras.layers.Dropout(
+            self.drop_path, noise_shape=(None, 1, 1, 1), dtype=dtype
+        )
 
     def _create_attention(self, local_kernel, far_kernel):
         """Creates `proj_1`, the LKA (`lka_local`, `lka_far`, `lka_gate`) and `proj_2`."""
-        self.proj_1 = _conv(self.dim, 1, "proj_1")
-        self.lka_local = _depthwise(local_kernel, "lka_local")
-        self.lka_far = _depthwise(far_kernel, "lka_far", dilation=self.dilation)
-        self.lka_gate = _conv(2 * self.dim, 1, "lka_gate")
-        self.proj_2 = _conv(self.dim, 1, "proj_2")
+        dtype = self.dtype_policy
+        self.proj_1 = _conv(self.dim, 1, "proj_1", dtype=dtype)
+        self.lka_local = _depthwise(local_kernel, "lka_local", dtype=dtype)
+        self.lka_far = _depthwise(far_kernel, "lka_far", dilation=self.dilation, dtype=dtype)
+        self.lka_gate = _conv(2 * self.dim, 1, "lka_gate", dtype=dtype)
+        self.proj_2 = _conv(self.dim, 1, "proj_2", dtype=dtype)
 
     def build(self, input_shape):
         if input_shape[-1] != self.dim:

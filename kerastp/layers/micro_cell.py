@@ -51,12 +51,15 @@ class MicroTemporalCell(keras.layers.Layer):
         self.mlp_ratio = float(mlp_ratio)
         self.state_size = [(height, width, dim)]
         self.output_size = (height, width, dim)
-        self.projection = keras.layers.Conv2D(dim, 1, name="projection")
+        dtype = self.dtype_policy
+        self.projection = keras.layers.Conv2D(dim, 1, name="projection", dtype=dtype)
         self.blocks = [
-            GSTABlock(dim, kernel_size=kernel_size, mlp_ratio=mlp_ratio, name=f"gsta_{i}")
+            GSTABlock(
+                dim, kernel_size=kernel_size, mlp_ratio=mlp_ratio, name=f"gsta_{i}", dtype=dtype
+            )
             for i in range(num_blocks)
         ]
-        self.update = GatedUpdate(dim, name="update")
+        self.update = GatedUpdate(dim, name="update", dtype=dtype)
 
     def build(self, input_shape):
         shape = (None, self.height, self.width, self.dim)

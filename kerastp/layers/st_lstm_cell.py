@@ -55,13 +55,14 @@ class SpatioTemporalLSTMCell(keras.layers.Layer):
         self.kernel_size = odd_kernel("kernel_size", kernel_size)
         self.forget_bias = float(forget_bias)
         self.layer_norm = bool(layer_norm)
-        self.conv_x = recurrent_conv(7 * filters, kernel_size, "conv_x")
-        self.conv_h = recurrent_conv(4 * filters, kernel_size, "conv_h")
-        self.conv_m = recurrent_conv(3 * filters, kernel_size, "conv_m")
-        self.conv_o = recurrent_conv(filters, kernel_size, "conv_o")
-        self.conv_last = recurrent_conv(filters, 1, "conv_last")
+        dtype = self.dtype_policy
+        self.conv_x = recurrent_conv(7 * filters, kernel_size, "conv_x", dtype=dtype)
+        self.conv_h = recurrent_conv(4 * filters, kernel_size, "conv_h", dtype=dtype)
+        self.conv_m = recurrent_conv(3 * filters, kernel_size, "conv_m", dtype=dtype)
+        self.conv_o = recurrent_conv(filters, kernel_size, "conv_o", dtype=dtype)
+        self.conv_last = recurrent_conv(filters, 1, "conv_last", dtype=dtype)
         self.norms = (
-            {name: conv_layer_norm(f"norm_{name}") for name in ("x", "h", "m", "o")}
+            {name: conv_layer_norm(f"norm_{name}", dtype) for name in ("x", "h", "m", "o")}
             if layer_norm
             else None
         )

@@ -42,15 +42,18 @@ class StackedFrameAttention(keras.layers.Layer):
         self.mlp_ratio = float(mlp_ratio)
         self.dropout = float(dropout)
         hidden = int(dim * mlp_ratio)
-        self.norm_1 = keras.layers.LayerNormalization(epsilon=1e-6, name="norm_1")
+        dtype = self.dtype_policy
+        self.norm_1 = keras.layers.LayerNormalization(epsilon=1e-6, name="norm_1", dtype=dtype)
         self.attention = keras.layers.MultiHeadAttention(
-            num_heads, dim // num_heads, dropout=self.dropout, name="attention"
+            num_heads, dim // num_heads, dropout=self.dropout, name="attention", dtype=dtype
         )
-        self.norm_2 = keras.layers.LayerNormalization(epsilon=1e-6, name="norm_2")
-        self.fc_1 = keras.layers.Conv2D(hidden, 1, name="fc_1")
-        self.ffn_depthwise = keras.layers.DepthwiseConv2D(3, padding="same", name="ffn_depthwise")
-        self.fc_2 = keras.layers.Conv2D(dim, 1, name="fc_2")
-        self.ffn_dropout = keras.layers.Dropout(self.dropout)
+        self.norm_2 = keras.layers.LayerNormalization(epsilon=1e-6, name="norm_2", dtype=dtype)
+        self.fc_1 = keras.layers.Conv2D(hidden, 1, name="fc_1", dtype=dtype)
+        self.ffn_depthwise = keras.layers.DepthwiseConv2D(
+            3, padding="same", name="ffn_depthwise", dtype=dtype
+        )
+        self.fc_2 = keras.layers.Conv2D(dim, 1, name="fc_2", dtype=dtype)
+        self.ffn_dropout = keras.layers.Dropout(self.dropout, dtype=dtype)
 
     def build(self, input_shape):
         if input_shape[-1] != self.dim:

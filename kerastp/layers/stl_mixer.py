@@ -17,9 +17,9 @@ def he_normal_fan_out(fan_out, seed=None):
     return keras.initializers.RandomNormal(mean=0.0, stddev=math.sqrt(2.0 / fan_out), seed=seed)
 
 
-def batch_norm(name):
+def batch_norm(name, dtype=None):
     """BatchNorm with the STLight settings: momentum 0.9 (Keras convention), epsilon 1e-5."""
-    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name, dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package="kerastp")
@@ -70,13 +70,14 @@ class STLMixerBlock(keras.layers.Layer):
         self.kernel_size_2 = kernel_size_2
         self.dilation = dilation
 
-        d = hidden_dim
+        d, dtype = hidden_dim, self.dtype_policy
         self.depthwise_1 = keras.layers.DepthwiseConv2D(
             kernel_size_1,
             padding="same",
             depthwise_initializer=he_normal_fan_out(d * kernel_size_1**2),
             bias_initializer="zeros",
             name="depthwise_1",
+            dtype=dtype,
         )
         self.depthwise_2 = keras.layers.DepthwiseConv2D(
             kernel_size_2,
@@ -85,16 +86,18 @@ class STLMixerBlock(keras.layers.Layer):
             depthwise_initializer=he_normal_fan_out(d * kernel_size_2**2),
             bias_initializer="zeros",
             name="depthwise_2",
+            dtype=dtype,
         )
-        self.depthwise_norm = batch_norm("depthwise_norm")
+        self.depthwise_norm = batch_norm("depthwise_norm", dtype)
         self.pointwise = keras.layers.Conv2D(
             d,
             1,
             kernel_initializer=he_normal_fan_out(d),
             bias_initializer="zeros",
             name="pointwise",
+            dtype=dtype,
         )
-        self.pointwise_norm = batch_norm("pointwise_norm")
+        self.pointwise_norm = batch_norm("pointwise_norm", dtype)
 
     def build(self, input_shape):
         if input_shape[-1] != self.hidden_dim:

@@ -6,7 +6,7 @@ from keras import ops
 from kerastp.layers.gsta import GSTABlock, pytorch_default_init
 
 
-def _default_conv(filters, kernel_size, fan_in, name, dilation=1, depthwise=False):
+def _default_conv(filters, kernel_size, fan_in, name, dilation=1, depthwise=False, dtype=None):
     kernel_init, bias_init = pytorch_default_init(fan_in)
     if depthwise:
         # Keras' fan-in of a depth-wise kernel (k, k, C, 1) is C*k*k; PyTorch's is k*k
@@ -18,6 +18,7 @@ def _default_conv(filters, kernel_size, fan_in, name, dilation=1, depthwise=Fals
             depthwise_initializer=bias_init,
             bias_initializer=bias_init,
             name=name,
+            dtype=dtype,
         )
     return keras.layers.Conv2D(
         filters,
@@ -26,6 +27,7 @@ def _default_conv(filters, kernel_size, fan_in, name, dilation=1, depthwise=Fals
         kernel_initializer=kernel_init,
         bias_initializer=bias_init,
         name=name,
+        dtype=dtype,
     )
 
 
@@ -105,28 +107,36 @@ class TAUBlock(GSTABlock):
         return max(1, self.dim // max(self.dim // self.reduction, 4))
 
     def _create_attention(self, local_kernel, far_kernel):
-        dim = self.dim
-        self.proj_1 = _default_conv(dim, 1, dim, "proj_1")
+        dim, dtype = self.dim, self.dtype_policy
+        self.proj_1 = _default_conv(dim, 1, dim, "proj_1", dtype=dtype)
         self.lka_local = _default_conv(
-            dim, local_kernel, local_kernel**2, "lka_local", depthwise=True
+            dim, local_kernel, local_kernel**2, "lka_local", depthwise=True, dtype=dtype
         )
         self.lka_far = _default_conv(
-            dim, far_kernel, far_kernel**2, "lka_far", dilation=self.dilation, depthwise=True
+            dim,
+            far_kernel,
+            far_kernel**2,
+            "lka_far",
+            dilation=self.dilation,
+            depthwise=True,
+            dtype=dtype,
         )
-        self.lka_gate = _default_conv(dim, 1, dim, "lka_gate")
-        self.proj_2 = _default_conv(dim, 1, dim, "proj_2")
+        self.lka_gate = _default_conv(dim, 1, dim, "lka_gate", dtype=dtype)
+        self.proj_2 = _default_conv(dim, 1, dim, "proj_2", dtype=dtype)
         hidden = self.channel_hidden
         self.channel_reduce = keras.layers.Dense(
             hidden,
             use_bias=False,
             kernel_initializer=pytorch_default_init(dim)[0],
             name="channel_reduce",
+            dtype=dtype,
         )
         self.channel_expand = keras.layers.Dense(
             dim,
             use_bias=False,
             kernel_initializer=pytorch_default_init(hidden)[0],
             name="channel_expand",
+            dtype=dtype,
         )
 
     def build(self, input_shape):

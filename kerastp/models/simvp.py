@@ -5,8 +5,16 @@ import numpy as np
 from keras import ops  # noqa: E402
 
 from kerastp.layers.conv_lstm_cell import odd_kernel
-from kerastp.layers.conv_sc import ConvSC
 from kerastp.layers.gsta import GSTABlock, pytorch_default_init
+from kerastp.layers.spatial_codec import (
+    build_decoder,
+    build_encoder,
+    decode_frames,
+    encode_frames,
+    latent_size,
+    spatial_decoder,
+    spatial_encoder,
+)
 from kerastp.layers.tau_block import TAUBlock
 from kerastp.models.base import Forecaster
 from kerastp.validation import positive_int
@@ -35,8 +43,9 @@ class SimVP(Forecaster):
     """SimVP: spatial encoder, a recurrent-free translator over time folded into channels,
     spatial decoder.
 
-    1. Encoder, shared over frames: `num_spatial` ConvSC layers (conv, GroupNorm(2), SiLU),
-       strides 1, 2, 1, 2, ...; the first layer's output of every frame is kept as a skip.
+    1. Encoder, shared over frames (`kerastp.layers.spatial_codec`, also USTEP's):
+       `num_spatial` ConvSC layers (conv, GroupNorm(2), SiLU), strides 1, 2, 1, 2, ...; the
+       first layer's output of every frame is kept as a skip.
     2. Translator: latents of the `T_in` frames stacked on channels (`T_in * hid_s`,
        frame-major), `num_temporal` blocks (`model_type` "gsta": `GSTABlock`, "tau":
        `TAUBlock`) with MLP ratio `mlp_ratio`. When `T_in * hid_s != hid_t` the first block
@@ -127,35 +136,12 @@ class SimVP(Forecaster):
         self.spatio_kernel_dec = odd_kernel("spatio_kernel_dec", spatio_kernel_dec)
         if self.hid_s % 2:
             raise ValueError(f"`hid_s` must be even (GroupNorm(2)), got hid_s={hid_s!r}")
-        factor = 2 ** (self.num_spatial // 2)
-        for arg, value in (("height", self.height), ("width", self.width)):
-            if value % factor:
-                raise ValueError(
-                    f"`{arg}` must be divisible by {factor} (num_spatial={self.num_spatial} "
-                    f"halves it {self.num_spatial // 2} times), got {arg}={value}"
-                )
-        self.latent_height = self.height // factor
-        self.latent_width = self.width // factor
+        self.latent_height, self.latent_width = latent_size(
+            self.height, self.width, self.num_spatial
+        )
 
-        downs = [i % 2 == 1 for i in range(self.num_spatial)]
-        self.encoder = [
-            ConvSC(
-                self.hid_s,
-                self.spatio_kernel_enc,
-                sampling="down" if down else None,
-                name=f"encoder_{i}",
-            )
-            for i, down in enumerate(downs)
-        ]
-        self.decoder = [
-            ConvSC(
-                self.hid_s,
-                self.spatio_kernel_dec,
-                sampling="up" if up else None,
-                name=f"decoder_{i}",
-            )
-            for i, up in enumerate(reversed(downs))
-        ]
+        self.encoder = spatial_encoder(self.hid_s, self.num_spatial, self.spatio_kernel_enc)
+        self.decoder = spatial_decoder(self.hid_s, self.num_spatial, self.spatio_kernel_dec)
         self.readout = _default_conv(self.channels, self.hid_s, "readout")
 
         stacked = self.input_frames * self.hid_s
@@ -187,31 +173,20 @@ class SimVP(Forecaster):
     def build(self, input_shape=None):
         if self.built:
             return
-        shape = (None, self.height, self.width, self.channels)
-        for layer in self.encoder:
-            layer.build(shape)
-            shape = layer.compute_output_shape(shape)
+        build_encoder(self.encoder, (None, self.height, self.width, self.channels))
         latent = (None, self.latent_height, self.latent_width)
         for block, width in zip(self.translator, self.translator_widths, strict=True):
             block.build((*latent, width))
         if self.reduce is not None:
             self.reduce.build((*latent, self.input_frames * self.hid_s))
             self.expand.build((*latent, self.hid_t))
-        shape = (*latent, self.hid_s)
-        for layer in self.decoder:
-            layer.build(shape)
-            shape = layer.compute_output_shape(shape)
-        self.readout.build(shape)
+        build_decoder(self.decoder, self.readout, (*latent, self.hid_s))
 
     def encode(self, frames):
         """(B, T, H, W, C) -> latents (B*T, h, w, hid_s) and skips (B*T, H, W, hid_s)."""
-        x = ops.reshape(frames, (-1, self.height, self.width, self.channels))
-        skip = None
-        for i, layer in enumerate(self.encoder):
-            x = layer(x)
-            if i == 0:
-                skip = x
-        return x, skip
+        return encode_frames(
+            self.encoder, ops.reshape(frames, (-1, self.height, self.width, self.channels))
+        )
 
     def translate(self, latents, training=None):
         """Latents (B*T, h, w, hid_s) -> translated latents of the same shape."""
@@ -230,10 +205,7 @@ class SimVP(Forecaster):
 
     def decode(self, latents, skip):
         """Latents (B*T, h, w, hid_s) and skips -> frames (B, T, H, W, C)."""
-        x = latents
-        for layer in self.decoder[:-1]:
-            x = layer(x)
-        x = self.readout(self.decoder[-1](x + skip))
+        x = decode_frames(self.decoder, self.readout, latents, skip)
         return ops.reshape(x, (-1, self.input_frames, self.height, self.width, self.channels))
 
     def forward(self, window, training=None):

@@ -3,9 +3,17 @@
 import keras  # noqa: E402  (kerastp.models.base checked the backend)
 from keras import ops  # noqa: E402
 
-from kerastp.layers.conv_sc import ConvSC
 from kerastp.layers.gated_update import GatedUpdate
 from kerastp.layers.micro_cell import MicroTemporalCell
+from kerastp.layers.spatial_codec import (
+    build_decoder,
+    build_encoder,
+    decode_frames,
+    encode_frames,
+    latent_size,
+    spatial_decoder,
+    spatial_encoder,
+)
 from kerastp.layers.stacked_frame_attention import StackedFrameAttention
 from kerastp.models.base import Forecaster
 from kerastp.validation import positive_int
@@ -27,7 +35,8 @@ def _non_negative(name, value):
 class USTEP(Forecaster):
     """USTEP (Tan et al., arXiv 2310.05829) as specified in kerastp's SPEC §3.
 
-    The input frames are encoded by a shared spatial encoder (SimVP's ConvSC stack), then
+    The input frames are encoded by a shared spatial encoder (SimVP's ConvSC stack,
+    `kerastp.layers.spatial_codec`), then
     modelled at two temporal scales:
 
     - micro: frames grouped into `T_in / micro_frames` segments stacked on channels; a
@@ -156,30 +165,17 @@ class USTEP(Forecaster):
             )
         if self.hid_t % self.num_heads:
             raise ValueError(f"`num_heads`={self.num_heads} must divide `hid_t`={self.hid_t}")
-        factor = 2 ** (self.num_spatial // 2)
-        for arg, value in (("height", self.height), ("width", self.width)):
-            if value % factor:
-                raise ValueError(
-                    f"`{arg}` must be divisible by {factor} (num_spatial={self.num_spatial} "
-                    f"halves it {self.num_spatial // 2} times), got {arg}={value}"
-                )
+        self.latent_height, self.latent_width = latent_size(
+            self.height, self.width, self.num_spatial
+        )
         for arg, value in (("height", self.height), ("width", self.width)):
             if self.mask_weight and value % self.mask_patch_size:
                 raise ValueError(
                     f"`{arg}`={value} must be divisible by mask_patch_size={self.mask_patch_size}"
                 )
-        self.latent_height = self.height // factor
-        self.latent_width = self.width // factor
 
-        downs = [i % 2 == 1 for i in range(self.num_spatial)]
-        self.encoder = [
-            ConvSC(self.hid_s, sampling="down" if down else None, name=f"encoder_{i}")
-            for i, down in enumerate(downs)
-        ]
-        self.decoder = [
-            ConvSC(self.hid_s, sampling="up" if up else None, name=f"decoder_{i}")
-            for i, up in enumerate(reversed(downs))
-        ]
+        self.encoder = spatial_encoder(self.hid_s, self.num_spatial)
+        self.decoder = spatial_decoder(self.hid_s, self.num_spatial)
         self.readout = keras.layers.Conv2D(self.channels, 1, name="readout")
         self.micro_cell = MicroTemporalCell(
             self.hid_t,
@@ -234,10 +230,7 @@ class USTEP(Forecaster):
     def build(self, input_shape=None):
         if self.built:
             return
-        shape = (None, self.height, self.width, self.channels)
-        for layer in self.encoder:
-            layer.build(shape)
-            shape = layer.compute_output_shape(shape)
+        build_encoder(self.encoder, (None, self.height, self.width, self.channels))
         latent = (None, self.latent_height, self.latent_width, self.hid_t)
         n_micro = self.input_frames // self.micro_frames
         segment = (None, self.latent_height, self.latent_width, self.micro_frames * self.hid_s)
@@ -253,11 +246,9 @@ class USTEP(Forecaster):
         self.predict_head.build(latent)
         if self.reconstruct_head is not None:
             self.reconstruct_head.build(latent)
-        shape = (None, self.latent_height, self.latent_width, self.hid_s)
-        for layer in self.decoder:
-            layer.build(shape)
-            shape = layer.compute_output_shape(shape)
-        self.readout.build(shape)
+        build_decoder(
+            self.decoder, self.readout, (None, self.latent_height, self.latent_width, self.hid_s)
+        )
         if self.contrast_micro is not None:
             self.contrast_micro.build((None, self.hid_t))
             self.contrast_macro.build((None, self.hid_t))
@@ -267,12 +258,9 @@ class USTEP(Forecaster):
     def encode(self, frames):
         """(B, T, H, W, C) -> latents (B, T, h, w, hid_s) and the skip of the last frame."""
         t = frames.shape[1]
-        x = ops.reshape(frames, (-1, self.height, self.width, self.channels))
-        skip = None
-        for i, layer in enumerate(self.encoder):
-            x = layer(x)
-            if i == 0:
-                skip = x
+        x, skip = encode_frames(
+            self.encoder, ops.reshape(frames, (-1, self.height, self.width, self.channels))
+        )
         latents = ops.reshape(x, (-1, t, self.latent_height, self.latent_width, self.hid_s))
         skip = ops.reshape(skip, (-1, t, self.height, self.width, self.hid_s))[:, -1]
         return latents, skip
@@ -318,9 +306,7 @@ class USTEP(Forecaster):
             ops.repeat(ops.expand_dims(skip, 1), dt, axis=1),
             (-1, self.height, self.width, self.hid_s),
         )
-        for layer in self.decoder[:-1]:
-            x = layer(x)
-        x = self.readout(self.decoder[-1](x + skip))
+        x = decode_frames(self.decoder, self.readout, x, skip)
         return ops.reshape(x, (-1, dt, self.height, self.width, self.channels))
 
     def forward(self, window, training=None):

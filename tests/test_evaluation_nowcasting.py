@@ -1,4 +1,4 @@
-"""Tests for the radar nowcasting metrics of kerastp.metrics (pysteps conventions)."""
+"""Tests for kerastp.evaluation.nowcasting: radar verification, pysteps conventions."""
 
 import json
 import math
@@ -7,8 +7,16 @@ import numpy as np
 import pytest
 from scipy.ndimage import uniform_filter
 
-from kerastp import metrics
-from kerastp.metrics import Contingency, NowcastingEvaluator, contingency, csi, far, fss, pod
+from kerastp.evaluation import (
+    Contingency,
+    NowcastingEvaluator,
+    contingency,
+    csi,
+    far,
+    fss,
+    nowcasting,
+    pod,
+)
 
 LOG1P_100 = math.log1p(100.0)
 
@@ -156,7 +164,7 @@ def test_box_filter_matches_scipy_uniform_filter(size):
     rng = np.random.default_rng(size)
     frames = rng.random((3, 9, 7, 2))
     frames[1] = frames[1] > 0.6
-    ours = metrics._uniform_filter(frames, size)
+    ours = nowcasting._uniform_filter(frames, size)
     for f in range(frames.shape[0]):
         for c in range(frames.shape[-1]):
             expected = uniform_filter(frames[f, :, :, c], size=size, mode="constant", cval=0.0)

@@ -1,0 +1,174 @@
+"""`DataSource`: the one interface training, evaluation, export and pictures ask for data.
+
+A source knows where its `(past, future)` windows come from, what its numbers mean (its data
+scale and the transform between the data's units and the model's scale), how a model must be
+shaped for it, and how a forecast on it is scored. Training, `evaluate`, quantised export's
+calibration, `predict`'s pictures and the CLI ask the source; none of them branches on the
+data's name. Sources are registered in `kerastp.registry.SOURCES`; a new source (a user's
+own Zarr store, say) is one file subclassing `DataSource` and one line there.
+"""
+
+import time
+
+import numpy as np
+
+from kerastp.validation import positive_int
+
+#: The `TrainConfig` fields (and `config.json` keys) a source may read.
+CONFIG_KEYS = (
+    "seed",
+    "mnist_path",
+    "radar_path",
+    "radar_resolution",
+    "data_path",
+    "data_key",
+    "normalization",
+    "stride",
+    "data_scale",
+)
+
+
+class DataSource:
+    """Base class of kerastp's data sources.
+
+    Subclasses set `name` (the registry key) and implement the streams and arrays below;
+    `from_config` builds one from a `TrainConfig` as a dict or a run's `config.json`.
+
+    Args:
+        seed: seeds the training stream, the shuffles and the splits.
+    """
+
+    #: The registry name (`kerastp.registry.SOURCES`).
+    name = None
+    #: True for a stream generated without end (Moving MNIST): a run sets its epoch length.
+    generated = False
+    #: What the model's numbers mean; recorded in config.json and every artifact's sidecar.
+    DATA_SCALE = None
+    #: The `name` of this source's data scale records (how a sidecar names its source).
+    SCALE_NAME = None
+
+    def __init__(self, seed=0):
+        self.seed = seed
+
+    @classmethod
+    def from_config(cls, config):
+        """A source from a run configuration (a `TrainConfig` dict or a run's config.json);
+        reads only the keys it uses."""
+        return cls(seed=config.get("seed") or 0)
+
+    # -- before any model is built ---------------------------------------------------------
+
+    def check(self):
+        """Checks the data can be found and read; raises before anything is built."""
+
+    def resolved_settings(self):
+        """`TrainConfig` fields whose None default this source fills in (recorded)."""
+        return {}
+
+    def model_overrides(self, preset):
+        """Model arguments this data fixes for `preset` (recorded with the run's overrides)."""
+        return {}
+
+    def frame_shape(self):
+        """(height, width, channels) the data holds when the model must follow it, else None."""
+        return None
+
+    def check_model(self, model):
+        """Raises a ValueError naming the mismatch when `model` cannot forecast this data."""
+
+    def default_steps_per_epoch(self, batch_size):
+        """Steps per epoch when the user sets none (None: one pass over the windows)."""
+        return None
+
+    # -- what the numbers mean -------------------------------------------------------------
+
+    def data_scale(self):
+        """The `data_scale` record: what the model's numbers mean."""
+        return self.DATA_SCALE
+
+    @property
+    def has_units(self):
+        """True when inputs and forecasts map to data units other than the model's scale."""
+        return False
+
+    def transform(self, values):
+        """Data units -> model scale (identity unless the source has units)."""
+        return np.asarray(values, np.float32)
+
+    def inverse(self, values):
+        """Model scale -> data units (identity unless the source has units)."""
+        return np.asarray(values, np.float32)
+
+    # -- streams and arrays ----------------------------------------------------------------
+
+    def prepare(self, model):
+        """Does what depends on the training split (fitting a normalisation); call before
+        `data_scale` is recorded."""
+
+    def training_stream(self, model, batch_size, steps_per_epoch, first_epoch=0, num_epochs=1):
+        """`(dataset, steps_per_epoch)`: batches of `(past, future)` for `model.fit`.
+
+        A generated source yields epochs `first_epoch .. first_epoch + num_epochs - 1` back
+        to back; a windows source yields its (reshuffled) training windows per epoch.
+        """
+        raise NotImplementedError
+
+    def validation_stream(self, model, batch_size, num_sequences):
+        """A dataset of `(past, future)` batches scored after each epoch."""
+        raise NotImplementedError
+
+    def calibration_samples(self, model, num_sequences=64):
+        """Training-split inputs `(N, T_in, H, W, C)` in model scale (int8 calibration)."""
+        raise NotImplementedError
+
+    def held_out(self, model, num_sequences=64):
+        """Held-out `(past, future)` in model scale, to judge quantised exports."""
+        raise NotImplementedError
+
+    def example(self, model, index=0):
+        """One held-out `(past, truth)` pair in model scale, for pictures."""
+        raise NotImplementedError
+
+    def evaluate(self, forecaster, num_sequences=1000, batch_size=16):
+        """Scores `forecaster` (anything with `predict(past)`) on the source's test protocol.
+
+        Returns a JSON-able dict that includes `data` (this source's name).
+        """
+        raise NotImplementedError
+
+    #: The scores `summary` shows, in order.
+    SUMMARY_SCORES = ("mse", "mae")
+
+    @classmethod
+    def summary(cls, result):
+        """Headline scores of this source's `evaluate` result: {"model": {...},
+        "persistence": {...} or None}, each score over the whole horizon."""
+        if "model" in result:  # model and persistence scored side by side
+            rows = {name: result.get(name) for name in ("model", "persistence")}
+        else:
+            rows = {"model": result, "persistence": result.get("persistence")}
+        return {
+            name: None if row is None else {k: row[k] for k in cls.SUMMARY_SCORES if k in row}
+            for name, row in rows.items()
+        }
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def predict(forecaster, past, batch_size=16):
+        """Forecasts `past` in batches with a Keras model or any `predict(past)` forecaster;
+        returns `(forecast, seconds)`."""
+        positive_int("batch_size", batch_size)
+        start = time.perf_counter()
+        if hasattr(forecaster, "fit"):  # a Keras model batches itself
+            forecast = forecaster.predict(past, batch_size=batch_size, verbose=0)
+            return np.asarray(forecast, np.float32), time.perf_counter() - start
+        chunks = [
+            np.asarray(forecaster.predict(past[i : i + batch_size]), np.float32)
+            for i in range(0, len(past), batch_size)
+        ]
+        seconds = time.perf_counter() - start
+        return np.concatenate(chunks, axis=0), seconds
+
+    def __repr__(self):
+        return f"{type(self).__name__}(seed={self.seed})"

@@ -1,0 +1,198 @@
+"""The radar nowcasting source: the events in `../shared/data/radar/` (6 frames in, 12 out),
+trained on the training events and scored on the held-out validation events."""
+
+import numpy as np
+
+from kerastp import registry
+from kerastp.data import radar
+from kerastp.data.sources.base import DataSource
+from kerastp.evaluation.nowcasting import NowcastingEvaluator
+from kerastp.options import RADAR_RESOLUTIONS, check_choice
+
+#: The radar nowcasting protocol (`../shared/data/radar/README.md`): 6 frames in, 12 out.
+RADAR_FRAMES = {"input_frames": 6, "output_frames": 12}
+
+
+class RadarSource(DataSource):
+    """Radar rain-rate fields, windows split by whole events.
+
+    Models work in `radar.to_model_scale` (log rain rate in [0, 1]); `transform` / `inverse`
+    map mm/h to it and back, exactly.
+
+    Args:
+        radar_path: radar data folder (see `kerastp.data.radar.resolve_radar_dir`).
+        radar_resolution: 64 or 128 pixels per side (None: 64 for a new model, else the
+            model's frame size).
+        seed: seeds the shuffle of the training windows.
+    """
+
+    name = "radar"
+    SCALE_NAME = "radar_log_rain_rate"
+    DATA_SCALE = {
+        "name": "radar_log_rain_rate",
+        "description": "x = log1p(R) / log1p(100), R rain rate in mm/h clipped to [0, 100]; "
+        "R = expm1(x * log1p(100)) (kerastp.data.radar.to_rain_rate)",
+        "range": [0.0, 1.0],
+    }
+
+    def __init__(self, radar_path=None, radar_resolution=None, seed=0):
+        super().__init__(seed=seed)
+        self.radar_path = radar_path
+        self.radar_resolution = radar_resolution
+        self._train = None
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(
+            radar_path=config.get("radar_path"),
+            radar_resolution=config.get("radar_resolution"),
+            seed=config.get("seed") or 0,
+        )
+
+    def check(self):
+        if self.radar_resolution is not None:
+            check_choice("radar_resolution", self.radar_resolution, RADAR_RESOLUTIONS)
+        radar.resolve_radar_dir(self.radar_path)  # before any model is built
+
+    def resolved_settings(self):
+        return {"radar_resolution": self.radar_resolution or 64}
+
+    def model_overrides(self, preset):
+        size = self.radar_resolution or 64
+        frames = registry.frame_overrides(preset, **RADAR_FRAMES)
+        return {**frames, "height": size, "width": size, "channels": 1}
+
+    def check_model(self, model):
+        if model.channels != 1 or model.height != model.width:
+            raise ValueError(
+                "The radar events are square single-channel fields; the model expects "
+                f"{model.height}x{model.width}x{model.channels}"
+            )
+        if self.radar_resolution is not None and model.height != self.radar_resolution:
+            raise ValueError(
+                f"The model's frames are {model.height}x{model.width}, the radar data "
+                f"{self.radar_resolution}x{self.radar_resolution} (`radar_resolution`)"
+            )
+
+    @property
+    def has_units(self):
+        return True
+
+    def transform(self, values):
+        return radar.to_model_scale(np.asarray(values, np.float32))
+
+    def inverse(self, values):
+        return radar.to_rain_rate(np.asarray(values, np.float32))
+
+    def _common(self, model):
+        return {
+            "path": self.radar_path,
+            "resolution": self.radar_resolution or model.height,
+            "input_frames": model.input_frames,
+            "output_frames": model.output_frames,
+        }
+
+    def training_stream(self, model, batch_size, steps_per_epoch, first_epoch=0, num_epochs=1):
+        # One dataset for the whole run: Keras iterates the windows once per epoch and they
+        # reshuffle every pass (a resumed run restarts that seeded sequence).
+        key = (batch_size, steps_per_epoch)
+        if self._train is None or self._train[0] != key:
+            dataset = radar.radar_dataset(
+                "train", seed=self.seed, batch_size=batch_size, **self._common(model)
+            )
+            batches = int(dataset.cardinality())
+            steps = steps_per_epoch or batches
+            if steps > batches:
+                raise ValueError(
+                    f"`steps_per_epoch`={steps} exceeds the {batches} batches of radar "
+                    f"training windows at batch_size={batch_size}; leave it unset for one pass"
+                )
+            if steps < batches:
+                dataset = dataset.repeat().take(steps)
+            self._train = (key, dataset, steps)
+        return self._train[1], self._train[2]
+
+    def validation_stream(self, model, batch_size, num_sequences):
+        return radar.radar_dataset(
+            "val", shuffle=False, batch_size=batch_size, **self._common(model)
+        )
+
+    def calibration_samples(self, model, num_sequences=64):
+        return radar.radar_arrays("train", **self._common(model))[0][:num_sequences]
+
+    def held_out(self, model, num_sequences=64):
+        return radar.radar_arrays("val", **self._common(model))
+
+    def example(self, model, index=0):
+        past, future = radar.radar_arrays("val", **self._common(model))
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(past):
+            raise ValueError(
+                f"`index` must be an integer in [0, {len(past)}) (the radar validation "
+                f"windows), got index={index!r}"
+            )
+        return past[index], future[index]
+
+    def evaluate(
+        self, forecaster, num_sequences=None, batch_size=16, persistence=True, split="val"
+    ):
+        """Nowcasting scores of a model and of persistence on the windows of radar events.
+
+        Forecasts and truth are compared in model scale (MSE / MAE per pixel) and, through
+        the exact inverse transform, in mm/h (MSE, CSI / POD / FAR at 0.5, 1 and 5 mm/h,
+        FSS at 1 mm/h over 8 pixels), per lead time and over the horizon. Persistence (the
+        last input frame repeated) is scored on the same windows. Every window of the split
+        is scored (`num_sequences` is ignored).
+
+        Returns:
+            dict with `model` and `persistence` (each `NowcastingEvaluator.result()`),
+            `data`, `split`, `events`, `windows`, `seconds`.
+        """
+        past, future, info = radar.radar_arrays(
+            split, return_info=True, **self._common(forecaster)
+        )
+        forecast, seconds = self.predict(forecaster, past, batch_size)
+        predictions = [("model", forecast)]
+        if persistence:
+            last = np.repeat(past[:, -1:], forecaster.output_frames, axis=1)
+            predictions.append(("persistence", last))
+        scores = {}
+        for name, prediction in predictions:
+            evaluator = NowcastingEvaluator(inverse=radar.to_rain_rate)
+            evaluator.update(future, prediction)
+            scores[name] = evaluator.result()
+        return {
+            **scores,
+            "data": self.name,
+            "split": split,
+            "events": sorted(set(info["event"])),
+            "windows": int(len(past)),
+            "seconds": seconds,
+        }
+
+    @classmethod
+    def summary(cls, result):
+        """Horizon scores: `mse`, `mae` (per pixel, model scale), `mse_mm_h` ((mm/h)^2),
+        `csi_<t>` / `pod_<t>` / `far_<t>` at each threshold and `fss`."""
+        rows = {}
+        for name in ("model", "persistence"):
+            scores = result.get(name)
+            if scores is None:
+                rows[name] = None
+                continue
+            row = {
+                "mse": scores["mse"]["total"],
+                "mae": scores["mae"]["total"],
+                "mse_mm_h": scores["mse_rain_rate"]["total"],
+            }
+            for score in ("csi", "pod", "far"):
+                for threshold, entry in scores[score].items():
+                    row[f"{score}_{threshold}"] = entry["total"]
+            row["fss"] = scores["fss"]["total"]
+            rows[name] = row
+        return rows
+
+    def __repr__(self):
+        return (
+            f"RadarSource(radar_path={self.radar_path!r}, "
+            f"radar_resolution={self.radar_resolution}, seed={self.seed})"
+        )
