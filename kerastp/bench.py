@@ -150,11 +150,11 @@ def onnx_forecaster(path, num_threads=1):
         import onnxruntime
     except ImportError as error:
         raise RuntimeError("ONNX Runtime is not installed: pip install onnxruntime") from error
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = num_threads
-    options.inter_op_num_threads = 1
+    session_options = onnxruntime.SessionOptions()
+    session_options.intra_op_num_threads = num_threads
+    session_options.inter_op_num_threads = 1
     session = onnxruntime.InferenceSession(
-        os.fspath(path), options, providers=["CPUExecutionProvider"]
+        os.fspath(path), session_options, providers=["CPUExecutionProvider"]
     )
     name = session.get_inputs()[0].name
     return lambda past: session.run(None, {name: np.asarray(past, np.float32)})[0]

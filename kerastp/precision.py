@@ -14,8 +14,10 @@ import contextlib
 import keras
 import numpy as np
 
+from kerastp import options
+
 #: `--mixed-precision` value -> Keras dtype policy.
-MIXED_PRECISION = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+MIXED_PRECISION = {name: f"mixed_{name}" for name in options.MIXED_PRECISIONS}
 
 
 def policy_name(mixed_precision):

@@ -45,8 +45,19 @@ def _run(argv):
     return code, out.getvalue(), err.getvalue()
 
 
-def _json_after_first_line(text):
-    return json.loads(text.split("\n", 1)[1])
+def _score_table(text):
+    """{"model": {score: value}, "persistence": {...}} from the CLI's score table."""
+    lines = text.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("score"))
+    names = lines[header].split()[1:]
+    table = {name: {} for name in names}
+    for line in lines[header + 1 :]:
+        cells = line.split()
+        if len(cells) != len(names) + 1:
+            break
+        for name, cell in zip(names, cells[1:], strict=True):
+            table[name][cells[0]] = None if cell == "n/a" else float(cell)
+    return table
 
 
 @pytest.fixture(scope="module")
@@ -174,10 +185,10 @@ def test_train_writes_the_run_directory(trained):
     assert float(rows[0]["epoch_seconds"]) > 0
 
     metrics = json.loads((run / "metrics.json").read_text())
-    printed = _json_after_first_line(trained.out)
+    printed = _score_table(trained.out)["model"]
     for key in ("mse", "mae", "ssim", "psnr"):
         assert math.isfinite(metrics[key]), key
-        assert printed[key] == pytest.approx(metrics[key])
+        assert printed[key] == pytest.approx(metrics[key], abs=1e-4)  # printed to 4 places
     assert 0 < metrics["mse"] and -1 <= metrics["ssim"] <= 1
     assert not any(key.endswith("_per_frame") for key in printed)
 
@@ -198,7 +209,7 @@ def test_train_rerun_with_other_settings_is_refused(trained, monkeypatch):
 def test_evaluate_prints_metrics(trained, monkeypatch):
     assert trained.code == 0, trained.err
     monkeypatch.chdir(trained.root)
-    code, out, err = _run(["evaluate", "--model", "run", "--num-sequences", "16"])
+    code, out, err = _run(["evaluate", "--model", "run", "--num-sequences", "16", "--json"])
     assert code == 0, err
     metrics = json.loads(out)
     assert metrics["data"] == "procedural"
@@ -542,7 +553,7 @@ def test_user_arrays_train_export_and_predict_in_data_units(tmp_path, monkeypatc
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["windows"] > 0 and metrics["persistence"]["mse_data_units"] > 0
     code, out, err = _run(
-        ["evaluate", "--model", "run", "--data", "arrays", "--data-path", "fields.npy"]
+        ["evaluate", "--model", "run", "--data", "arrays", "--data-path", "fields.npy", "--json"]
     )
     assert code == 0, err
     assert json.loads(out)["model"]["mse_data_units"] == pytest.approx(

@@ -907,9 +907,11 @@ def _check_cli_case(case):
     with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as mp:
         mp.chdir(folder)
         _forbid_heavy_work(mp)
-        import kerastp.training
+        import kerastp.forecasters
+        import kerastp.saving
 
-        mp.setattr(kerastp.training, "load_model", _raise_heavy)
+        mp.setattr(kerastp.saving, "load_model", _raise_heavy)
+        mp.setattr(kerastp.forecasters, "load_forecaster", _raise_heavy)
         mp.setattr(visualize, "load_forecaster", _raise_heavy)
         code, out, err = _run([*_BASE_ARGV[command], f"{flag}={value}"])
         assert code in (1, 2), (case, code, out, err)

@@ -214,11 +214,11 @@ def test_shape_mismatch_raises(tmp_path, save, past_shape, truth_shape, forecast
 # --------------------------------------------------------------------------------------------
 
 
-def _failing_save(calls):
+def _failing_save(calls, folder):
     original = Image.Image.save
 
     def save(self, fp, *args, **kwargs):
-        calls.append(fp)
+        calls.append(sorted(p.name for p in folder.iterdir()))  # what lies beside the target
         original(self, fp, *args, **kwargs)  # a complete temporary file exists...
         raise OSError("disk full (simulated)")  # ...then the write fails
 
@@ -235,13 +235,13 @@ def test_failed_write_leaves_no_temporary_and_keeps_the_previous_file(tmp_path, 
     previous = path.read_bytes()
 
     calls = []
-    monkeypatch.setattr(Image.Image, "save", _failing_save(calls))
+    monkeypatch.setattr(Image.Image, "save", _failing_save(calls, tmp_path))
     with pytest.raises(OSError, match="simulated"):
         save(1.0 - past, None, 1.0 - forecast, path)
     assert len(calls) == 1
     # The temporary was written beside the destination, then removed.
-    assert calls[0] != path and calls[0].parent == tmp_path
-    assert not calls[0].exists()
+    temporaries = [name for name in calls[0] if name != path.name]
+    assert len(temporaries) == 1 and temporaries[0].startswith(f".{path.name}.")
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
     assert path.read_bytes() == previous
 

@@ -11,11 +11,12 @@ import math
 
 import numpy as np
 
+from kerastp import options
 from kerastp.validation import check_int
 
 __all__ = ["NORMALIZATION_METHODS", "Normalization"]
 
-NORMALIZATION_METHODS = ("none", "minmax", "zscore", "log1p")
+NORMALIZATION_METHODS = options.NORMALIZATIONS
 
 #: Statistics each method stores, in `to_config` order.
 _STATISTICS = {"none": (), "minmax": ("min", "max"), "zscore": ("mean", "std"), "log1p": ("max",)}

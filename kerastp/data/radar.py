@@ -25,6 +25,7 @@ import types
 
 import numpy as np
 
+from kerastp import options
 from kerastp.data.locations import resolve_location
 from kerastp.saving import load_npz
 from kerastp.validation import check_input_path, check_int
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 RADAR_ENV_VAR = "KERASTP_RADAR"
-RADAR_RESOLUTIONS = (64, 128)
+RADAR_RESOLUTIONS = options.RADAR_RESOLUTIONS
 
 #: Rain rates are clipped to this many mm/h before the log transform (x = 1 at 100 mm/h).
 RAIN_RATE_MAX = 100.0

@@ -10,15 +10,14 @@ This module imports only NumPy and Pillow.
 """
 
 import hashlib
-import os
 import pathlib
-import tempfile
 import warnings
 
 import numpy as np
 
 from kerastp.data.locations import find_location, keras_home
 from kerastp.data.moving_mnist import DIGIT_SOURCES, MovingMNIST, source_digits
+from kerastp.saving import atomic_write
 from kerastp.validation import check_int
 
 __all__ = ["MNIST_TEST_SEQ_URL", "load_mnist_test_seq", "standard_chunks", "standard_test_set"]
@@ -81,25 +80,17 @@ def _load_verified(npy, sha_file, shape):
 
 
 def _write_cache(npy, sha_file, generator, seed, shape):
-    """Generates the full set straight into a temporary .npy, then moves it into place."""
-    npy.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(suffix=".npy.tmp", dir=npy.parent)
-    os.close(fd)
-    tmp = pathlib.Path(tmp_name)
-    try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        for start, sequences in standard_chunks(generator, seed, shape[0]):
-            out[start : start + len(sequences)] = sequences
-        out.flush()
-        del out
-        digest = _sha256(tmp)
-        sha_tmp = tmp.with_suffix(".sha256.tmp")
-        sha_tmp.write_text(f"{digest}  {npy.name}\n")
-        os.replace(tmp, npy)  # data first: a stale checksum only triggers a rebuild
-        os.replace(sha_tmp, sha_file)
-    finally:
-        for leftover in (tmp, tmp.with_suffix(".sha256.tmp")):
-            leftover.unlink(missing_ok=True)
+    """Generates the full set chunk by chunk into the .npy (atomically, through
+    `kerastp.saving.atomic_write`), then writes its checksum beside it."""
+
+    def write(f):
+        header = {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(f, header)
+        for _, sequences in standard_chunks(generator, seed, shape[0]):
+            f.write(np.ascontiguousarray(sequences, dtype=np.uint8).tobytes())
+
+    atomic_write(npy, write=write)  # data first: a stale checksum only triggers a rebuild
+    atomic_write(sha_file, f"{_sha256(npy)}  {npy.name}\n")
 
 
 def standard_test_set(num_sequences=10000, source="mnist", path=None, cache_dir=None, seed=0):

@@ -11,6 +11,7 @@ from pathlib import Path
 from kerastp.data.sources import get_source
 from kerastp.forecasters import load_forecaster
 from kerastp.runs import RunRecord
+from kerastp.validation import positive_int
 
 
 def open_model(model):
@@ -56,6 +57,13 @@ def evaluate(
     Returns:
         dict of scores with `data` (the source's name); see each source's `evaluate`.
     """
+    # Arguments first: nothing is loaded for a mistake in them.
+    positive_int("batch_size", batch_size)
+    if num_sequences is not None and positive_int("num_sequences", num_sequences) > 10_000:
+        raise ValueError(
+            f"`num_sequences` must be at most 10000 (the standard test set), got "
+            f"num_sequences={num_sequences!r}"
+        )
     split = settings.pop("split", None)
     forecaster, record = open_model(model)
     if source is None:
