@@ -34,7 +34,7 @@ require_tensorflow()
 import keras  # noqa: E402
 
 from kerastp.artifacts import CorruptArtifactError  # noqa: E402
-from kerastp.saving import atomic_write, save_keras, save_npz  # noqa: E402
+from kerastp.saving import atomic_write, load_npz, save_keras, save_npz  # noqa: E402
 
 #: The backup file inside a run's backup directory.
 BACKUP_FILE = "state.npz"
@@ -84,9 +84,8 @@ def read_backup(backup_dir):
     file = backup_dir / BACKUP_FILE
     if file.is_file():
         try:
-            with np.load(file, allow_pickle=False) as arrays:
-                meta = json.loads(str(arrays["meta"]))
-        except Exception as error:  # zip, JSON and missing-key errors alike
+            meta = json.loads(str(load_npz(file, ["meta"], what="a training backup")["meta"]))
+        except ValueError as error:  # zip, JSON and missing-key errors alike
             raise CorruptArtifactError(
                 f"{file} is not a readable kerastp training backup ({type(error).__name__}: "
                 f"{error}); delete {backup_dir} to start the run over"
@@ -270,8 +269,7 @@ class TrainingBackup(keras.callbacks.Callback):
             self._variables()  # builds the optimizer, whose variables the file holds
             self.model.load_weights(self.backup_dir / _LEGACY_WEIGHTS)
         else:
-            with np.load(self.path, allow_pickle=False) as arrays:
-                self._arrays = {name: arrays[name] for name in arrays.files}
+            self._arrays = load_npz(self.path, what="a training backup")
             self._assign("model")
             self._assign("optimizer")
             self._metrics_pending = int(self.resume["step"]) > 0
