@@ -8,6 +8,8 @@ that has only `ai-edge-litert` and NumPy.
 import importlib
 import os
 
+from kerastp import serialization as _serialization
+
 __version__ = "0.1.0"
 
 # kerastp's models, data pipelines and exporters run on TensorFlow. Choose the backend before
@@ -53,6 +55,9 @@ _LAZY = {
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
+
+# `keras.saving.load_model` finds kerastp's classes after `import kerastp` (no Keras import).
+_serialization.enable()
 
 
 def __getattr__(name):

@@ -1,6 +1,42 @@
-"""Guards for the TensorFlow backend that kerastp's models and exporters need."""
+"""Guards for the TensorFlow backend that kerastp's models and exporters need, and the
+switch between quiet (default) and verbose diagnostics."""
 
+import contextlib
 import os
+import sys
+
+#: Set to 1 (or `kerastp --verbose`) to see TensorFlow's native log lines and warnings.
+VERBOSE_ENV_VAR = "KERASTP_VERBOSE"
+
+
+def verbose():
+    """True when the user asked for diagnostics (`KERASTP_VERBOSE=1`)."""
+    return os.environ.get(VERBOSE_ENV_VAR, "") not in ("", "0", "false", "False")
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silences what native code writes straight to file descriptor 2 while the block runs
+    (TensorFlow's absl / oneDNN lines at import, which no log level reaches); Python's own
+    errors are raised as usual after the block. A no-op when `verbose()`."""
+    if verbose():
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (some notebooks, services)
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 _INSTALL_HINT = (
     "Install it with `pip install 'kerastp[cpu]'` (CPU, tensorflow-cpu) or "
@@ -16,8 +52,11 @@ def require_tensorflow():
             f"kerastp needs the TensorFlow backend of Keras, but KERAS_BACKEND={backend!r}. "
             "Unset KERAS_BACKEND or set it to 'tensorflow' before importing keras."
         )
+    if not verbose():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tensorflow as tf
+        with quiet_native_stderr():
+            import tensorflow as tf
     except ImportError as error:
         raise ImportError(
             f"kerastp needs TensorFlow, which is not installed. {_INSTALL_HINT}"

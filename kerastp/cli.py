@@ -4,12 +4,24 @@ import argparse
 import json
 import os
 import sys
+import warnings
 
 from kerastp import options
 
 
-def _quiet_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _set_verbosity(verbose):
+    """Quiet by default: no TensorFlow log lines, no warnings about things kerastp already
+    handles; `kerastp --verbose` (or KERASTP_VERBOSE=1) brings every diagnostic back."""
+    from kerastp.backend import VERBOSE_ENV_VAR
+
+    if verbose:
+        os.environ[VERBOSE_ENV_VAR] = "1"
+        return
+    if os.environ.get(VERBOSE_ENV_VAR, "") in ("", "0"):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        warnings.filterwarnings("ignore", category=UserWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def _preset_names():
@@ -308,6 +320,14 @@ def build_parser():
     from kerastp import __version__
 
     parser.add_argument("--version", action="version", version=f"kerastp {__version__}")
+    parser.add_argument(
+        "-v",
+        "--verbose-logs",
+        dest="diagnostics",
+        action="store_true",
+        help="show TensorFlow's log lines and library warnings (hidden by default; "
+        "also KERASTP_VERBOSE=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="presets with parameters and FLOPs")
@@ -455,9 +475,9 @@ def main(argv=None):
     it); every message names the argument and the value. Any other I/O failure (a full
     disk, ...) exits with status 1, the same way. Neither prints a traceback.
     """
-    _quiet_tensorflow()
     parser = build_parser()
     args = parser.parse_args(argv)
+    _set_verbosity(args.diagnostics)
     try:
         return args.func(args)
     except _USAGE_ERRORS as error:

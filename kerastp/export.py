@@ -11,11 +11,12 @@ package versions, the data scale and the parity result.
 import contextlib
 import datetime
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from kerastp.backend import require_tensorflow
+from kerastp.backend import quiet_native_stderr, require_tensorflow
 
 tf = require_tensorflow()
 
@@ -306,7 +307,11 @@ def convert_to_tflite(saved_model_dir, quantize="none", representative_data=None
         if quantize == "int8_io":
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
-    return converter.convert()
+    # The converter's deprecation notice about tf.lite.Interpreter (kerastp runs LiteRT) and
+    # its calibrator's native log lines are not the user's concern.
+    with warnings.catch_warnings(), quiet_native_stderr():
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+        return converter.convert()
 
 
 def export_tflite(

@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from kerastp.artifacts import check_tflite_content, tflite_error
+from kerastp.backend import quiet_native_stderr
 from kerastp.validation import check_frames, positive_int
 
 
@@ -105,6 +106,7 @@ class LiteForecaster:
         self.input_details = self.runner.get_input_details()[self.input_name]
         self.output_details = self.runner.get_output_details()[self.output_name]
         self.ops = tflite_ops(content)
+        self._first_run = True
 
     @property
     def input_shape(self):
@@ -150,7 +152,13 @@ class LiteForecaster:
     def predict(self, past):
         """Forecasts from `past` (B, T_in, H, W, C) float frames in model scale."""
         past = check_frames(past, "past", self.input_shape)
-        result = self.runner(**{self.input_name: self._quantize(past)})
+        if self._first_run:
+            # The first run creates the XNNPACK delegate, which logs a line natively.
+            with quiet_native_stderr():
+                result = self.runner(**{self.input_name: self._quantize(past)})
+            self._first_run = False
+        else:
+            result = self.runner(**{self.input_name: self._quantize(past)})
         return self._dequantize(result[self.output_name])
 
 

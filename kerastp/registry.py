@@ -272,8 +272,35 @@ def get_source_class(name):
     return getattr(importlib.import_module(module), cls)
 
 
-#: Modules holding serialisable objects a saved model can name besides its model class.
-_SERIALIZABLE_MODULES = ("kerastp.optimizers", "kerastp.losses", "kerastp.metrics")
+#: Every object kerastp registers with Keras' serialisation ("kerastp>Name" -> "module:attr"):
+#: what a saved file can name. `kerastp.serialization` lets `keras.saving.load_model` find
+#: them after a plain `import kerastp`; a test checks this list against the decorators.
+SERIALIZABLES = {
+    **{f"kerastp>{t.split(':')[1]}": t for t in MODELS.values()},
+    **{
+        f"kerastp>{name}": f"{module}:{name}"
+        for module, names in (
+            ("kerastp.optimizers", ("OneCycle", "ScheduledAdam")),
+            ("kerastp.losses", ("MSEWithDifferentialDivergence",)),
+            ("kerastp.metrics", ("FrameMSE", "FrameMAE", "frame_mse", "frame_mae")),
+            (
+                "kerastp.layers",
+                (
+                    "ConvLSTMCell",
+                    "ConvSC",
+                    "GSTABlock",
+                    "GatedUpdate",
+                    "MicroTemporalCell",
+                    "STLMixerBlock",
+                    "SpatioTemporalLSTMCell",
+                    "StackedFrameAttention",
+                    "TAUBlock",
+                ),
+            ),
+        )
+        for name in names
+    },
+}
 
 
 def register_serializables():
@@ -284,8 +311,7 @@ def register_serializables():
     `kerastp.load_model` calls this first. Call it before using `keras.saving.load_model`
     directly on a kerastp file.
     """
-    modules = [target.split(":")[0] for target in MODELS.values()]
-    for module in (*modules, *_SERIALIZABLE_MODULES):
+    for module in dict.fromkeys(target.split(":")[0] for target in SERIALIZABLES.values()):
         importlib.import_module(module)
 
 
