@@ -216,11 +216,15 @@ def cmd_bench(args):
     if args.json:
         _print_json(rows)
         return 0
-    print(f"{'model':<40}{'runtime':<14}{'threads':>8}{'batch':>6}{'median ms':>11}{'p90 ms':>9}")
+    width = max(len("model"), *(len(str(row["model"])) for row in rows)) + 2
+    print(
+        f"{'model':<{width}}{'runtime':<14}{'threads':>8}{'batch':>6}{'median ms':>11}"
+        f"{'p90 ms':>9}"
+    )
     for row in rows:
         threads = "-" if row["threads"] is None else row["threads"]
         print(
-            f"{row['model']:<40}{row['runtime']:<14}{threads:>8}{row['batch_size']:>6}"
+            f"{row['model']:<{width}}{row['runtime']:<14}{threads:>8}{row['batch_size']:>6}"
             f"{row['median_ms']:>11.2f}{row['p90_ms']:>9.2f}"
         )
     return 0

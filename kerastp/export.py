@@ -221,6 +221,13 @@ def _mse(pred, true):
     return float(np.mean(np.sum((pred - true) ** 2, axis=(2, 3, 4))))
 
 
+def _next_step(quantize):
+    """What to try after a refused integer conversion: the gentler quantisations."""
+    gentler = {"int8_io": ("int8", "dynamic", "fp16"), "int8": ("dynamic", "fp16")}
+    options_left = gentler.get(quantize, ("fp16",))
+    return "try " + " or ".join(f"--quantize {q}" for q in options_left)
+
+
 def _quantized_parity(quantize, expected, got, sizes, validation, limits):
     """Judges a quantised conversion; raises `ExportVerificationError` when it fails."""
     parity = {
@@ -257,7 +264,9 @@ def _quantized_parity(quantize, expected, got, sizes, validation, limits):
             raise ExportVerificationError(
                 f"TFLite {quantize} export raises the MSE on {len(future)} held-out sequences "
                 f"from {mse_keras:.4g} to {mse_lite:.4g} (+{100 * increase:.2f}%), above the "
-                f"allowed +{100 * limit:.2f}% (`max_metric_increase`); nothing was written"
+                f"allowed +{100 * limit:.2f}% (`max_metric_increase`); nothing was written. "
+                f"Next: {_next_step(quantize)}, or accept a larger increase with "
+                "--max-metric-increase (`max_metric_increase`)"
             )
         return parity
     limit = limits["relative"]
