@@ -65,10 +65,10 @@ def test_bench_table_columns_stay_aligned_for_long_paths(monkeypatch, capsys):
     monkeypatch.setattr(kerastp.bench, "bench_path", fake_bench)
     assert cli.main(["bench", long_path, "short.tflite", "--threads", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    starts = {
-        line.index("tflite", len(long_path) if long_path in line else 0) for line in lines[1:]
-    }
-    assert len(starts) == 1 and lines[0].index("runtime") == starts.pop()
+    column = lines[0].index("runtime")
+    assert len(lines) == 3
+    for line in lines[1:]:
+        assert line[column - 2 : column] == "  " and line[column:].startswith("tflite"), line
 
 
 def test_refused_integer_export_names_the_next_step():
