@@ -3,12 +3,32 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import copy  # noqa: E402
+import json  # noqa: E402
 from pathlib import Path  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
 
 import pytest  # noqa: E402
 
 #: ../shared/data/mnist beside the repository (CI clones the repo with ../shared beside it).
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+#: Parameter and MAC counts of every paper-size preset (see its "about" entry).
+PAPER_COUNTS = Path(__file__).resolve().parent / "paper_counts.json"
+
+#: The one tiny training run the session shares (`tiny_trained_run`): `training.train`
+#: arguments, without `run_dir`. A stlight_tiny narrowed to d=16 and 2 mixer blocks, 2 epochs
+#: of 3 steps: a finished run with checkpoints, history, metrics and a one-cycle optimizer.
+TINY_RUN = {
+    "preset": "stlight_tiny",
+    "epochs": 2,
+    "steps_per_epoch": 3,
+    "batch_size": 4,
+    "val_sequences": 8,
+    "eval_sequences": 16,
+    "verbose": 0,
+    "overrides": {"hidden_dim": 16, "depth": 2},
+}
 
 
 @pytest.fixture(autouse=True)
@@ -25,9 +45,82 @@ def shared_mnist():
     return SHARED_MNIST / "mnist.npz"
 
 
+def _session_keras_home(tmp_path_factory):
+    if "KERASTP_TEST_KERAS_HOME" not in os.environ:
+        os.environ["KERASTP_TEST_KERAS_HOME"] = str(tmp_path_factory.mktemp("keras_home"))
+    return os.environ["KERASTP_TEST_KERAS_HOME"]
+
+
 @pytest.fixture(autouse=True)
 def _isolated_keras_home(tmp_path_factory, monkeypatch):
     """Caches (the standard test set) go to a per-session temporary KERAS_HOME."""
-    if "KERASTP_TEST_KERAS_HOME" not in os.environ:
-        os.environ["KERASTP_TEST_KERAS_HOME"] = str(tmp_path_factory.mktemp("keras_home"))
-    monkeypatch.setenv("KERAS_HOME", os.environ["KERASTP_TEST_KERAS_HOME"])
+    monkeypatch.setenv("KERAS_HOME", _session_keras_home(tmp_path_factory))
+
+
+@pytest.fixture(scope="session")
+def paper_counts():
+    """{preset: {"config", "params", "total_params", "macs", "fvcore_macs"}} of every non-tiny
+    preset, read from tests/paper_counts.json instead of building the paper-size models.
+
+    `test_baselines.py::test_paper_counts_cover_every_paper_preset_and_config` fails when the
+    file and the registry disagree on the presets or their configs; CI's slow step recounts
+    (`test_slow.py::test_paper_counts_cache_matches_a_recount`).
+    """
+    return json.loads(PAPER_COUNTS.read_text())["presets"]
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_run(tmp_path_factory):
+    """`TINY_RUN` trained once per session (per xdist worker) into `<tmp>/run`.
+
+    Returns a namespace with `run_dir` (Path), `kwargs` (the `training.train` arguments
+    without `run_dir`, to rerun or vary the same run) and `result` (what `train` returned:
+    "model", "history", "metrics", ...). Shared by many tests: READ ONLY. A test that writes
+    into the run (resumes, retrains, exports next to it) copies it first, e.g.
+    `shutil.copytree(tiny_trained_run.run_dir, tmp_path / "run")`.
+    """
+    import keras
+
+    from kerastp import training
+
+    keras.utils.set_random_seed(1234)
+    run_dir = tmp_path_factory.mktemp("tiny_trained_run") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KERAS_HOME", _session_keras_home(tmp_path_factory))
+        result = training.train(**TINY_RUN, run_dir=str(run_dir))
+    return SimpleNamespace(run_dir=run_dir, kwargs=copy.deepcopy(TINY_RUN), result=result)
+
+
+@pytest.fixture(scope="session")
+def tiny_exported(tiny_trained_run, tmp_path_factory):
+    """`tiny_trained_run` exported once (float .keras, SavedModel and TFLite, verified).
+
+    Returns a namespace with `root`, `paths` ({"keras", "saved_model", "tflite"} -> Path),
+    `sidecars` (the same keys -> the sidecar dict written beside each artifact) and `model`
+    (the trained Keras model the artifacts reproduce). READ ONLY, like `tiny_trained_run`.
+    """
+    from kerastp import export
+
+    root = tmp_path_factory.mktemp("tiny_exported")
+    written = export.export_artifacts(
+        tiny_trained_run.run_dir,
+        saved_model_dir=root / "saved_models",
+        tflite_dir=root / "tflite",
+    )
+    return SimpleNamespace(
+        root=root,
+        paths={kind: path for kind, (path, _) in written.items()},
+        sidecars={kind: sidecar for kind, (_, sidecar) in written.items()},
+        model=tiny_trained_run.result["model"],
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_param_counts():
+    """{tiny preset: trainable parameters of `registry.build_model(preset)`}, built once."""
+    from kerastp import registry
+
+    return {
+        name: registry.count_trainable_params(registry.build_model(name))
+        for name in registry.list_presets(tiny=True)
+    }

@@ -1,5 +1,7 @@
 """ConvLSTM, PredRNN, SimVP and TAU: OpenSTL fidelity, scheduled sampling, the DDR loss."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -18,24 +20,36 @@ OPENSTL = {
 }
 
 
+def test_paper_counts_cover_every_paper_preset_and_config(paper_counts):
+    """tests/paper_counts.json holds every non-tiny preset, counted with its current config
+    (CI's slow step rebuilds them all and recounts)."""
+    assert sorted(paper_counts) == sorted(registry.list_presets(tiny=False))
+    for name, counts in paper_counts.items():
+        config = json.loads(json.dumps(registry.get_preset(name)["config"]))
+        assert counts["config"] == config, f"{name}: recount with `pytest -m slow -k paper_counts`"
+        assert 0 < counts["params"] <= counts["total_params"]
+        assert 0 < counts["fvcore_macs"] and 0 < counts["macs"]
+
+
 @pytest.mark.parametrize("preset", sorted(OPENSTL))
-def test_parameters_and_flops_match_openstl(preset):
-    summary = registry.preset_summary(preset)
+def test_parameters_and_flops_match_openstl(preset, paper_counts):
+    summary = paper_counts[preset]
     paper = registry.get_preset(preset)["paper"]
     # ConvLSTM: OpenSTL's count includes two convolutions per cell its forward never calls.
-    params = summary["params"] + summary["paper_unused_params"]
+    params = summary["params"] + paper.get("openstl_unused_params", 0)
     assert params == pytest.approx(paper["params"], rel=0.02)
     assert params == pytest.approx(OPENSTL[preset][0], rel=0.001)
     assert summary["fvcore_macs"] == pytest.approx(paper["flops"], rel=0.05)
     assert summary["fvcore_macs"] == pytest.approx(OPENSTL[preset][1], rel=0.005)
 
 
-def test_exact_recurrent_counts():
+def test_exact_recurrent_counts(paper_counts):
     # 4 x 128 hidden, filter 5, 16 patch channels: the arithmetic behind OpenSTL's figures.
-    conv_lstm = registry.preset_summary("convlstm_mmnist")
+    conv_lstm = paper_counts["convlstm_mmnist"]
+    unused = registry.get_preset("convlstm_mmnist")["paper"]["openstl_unused_params"]
     used = (16 + 128) * 512 * 25 + 3 * (128 + 128) * 512 * 25 + 128 * 16
     assert conv_lstm["params"] == used == 11_675_648
-    assert conv_lstm["params"] + conv_lstm["paper_unused_params"] == 15_083_520
+    assert conv_lstm["params"] + unused == 15_083_520
     # 19 steps (10 + 10 - 1) of every convolution at 16 x 16.
     assert conv_lstm["macs"] == 19 * 256 * (used - 128 * 16) + 19 * 256 * 128 * 16
 
@@ -71,19 +85,26 @@ def _frames(shape, seed):
 
 @pytest.mark.parametrize("preset", ["convlstm_tiny", "predrnn_tiny"])
 def test_scheduled_sampling_feeds_truth_in_train_step_only(preset):
-    t_out = 3
-    kwargs = {"output_frames": t_out, "supervise_inputs": False, "sampling_changing_rate": 0.0}
+    # Test size (4 input frames of 16 x 16): the schedule does not depend on the frame size.
+    t_in, t_out, size = 4, 3, {"height": 16, "width": 16}
+    kwargs = {
+        "input_frames": t_in,
+        "output_frames": t_out,
+        "supervise_inputs": False,
+        "sampling_changing_rate": 0.0,
+        **size,
+    }
     teacher = _recurrent(preset, sampling_start_value=1.0, **kwargs)
     free = _recurrent(preset, sampling_start_value=0.0, **kwargs)
     free.set_weights(teacher.get_weights())
-    past = _frames((2, 10, 64, 64, 1), 0)
-    future = _frames((2, t_out, 64, 64, 1), 1)
+    past = _frames((2, t_in, 16, 16, 1), 0)
+    future = _frames((2, t_out, 16, 16, 1), 1)
 
     # eta = 1: every decoder input is the true frame, so output k is the one-step forecast
     # after reading past + future[:k] (computed here by a longer-input model).
     forced = []
     for k in range(t_out):
-        reader = registry.build_model(preset, input_frames=10 + k, output_frames=1)
+        reader = registry.build_model(preset, input_frames=t_in + k, output_frames=1, **size)
         reader.set_weights(teacher.get_weights())
         window = np.concatenate([past, future[:, :k]], axis=1)
         forced.append(keras.ops.convert_to_numpy(reader(window))[:, 0])
@@ -200,7 +221,8 @@ def test_tau_trains_on_mse_plus_weighted_divergence():
 
 def test_drop_path_rule_is_openstls():
     np.testing.assert_allclose(drop_path_rates(8, 0.0), np.linspace(0.01, 0.0, 8))
-    model = registry.build_model("simvp_mmnist")
+    # The rates follow N_T (8 for simvp_mmnist); narrow channels spare building 47M weights.
+    model = registry.build_model("simvp_mmnist", hid_s=8, hid_t=16, height=16, width=16)
     assert [block.drop_path for block in model.translator] == pytest.approx(
         list(np.linspace(0.01, 0.0, 8))
     )

@@ -1,5 +1,13 @@
-"""The contract every registered model honours, run over every tiny preset."""
+"""The contract every registered model honours, run over every tiny preset.
 
+The default suite runs the contract at test size (16 x 16 frames, 6 input and 6 output
+frames): the same code paths as the presets (USTEP keeps micro segments of dt 2 and two macro
+segments of DT 3) while tracing a fraction of the unrolled graph. CI's slow step runs the whole
+contract again at each preset's own size; the default suite checks that every tiny preset builds
+and forecasts at its own size (`test_tiny_presets_forecast_at_their_own_size`).
+"""
+
+import functools
 import json
 
 import keras
@@ -11,12 +19,50 @@ from kerastp import export, registry
 from kerastp.lite import LiteForecaster
 
 TINY = registry.list_presets(tiny=True)
-# The export contract (SavedModel, TFLite) traces each model's whole unrolled graph again and
-# dominates the suite's time: the default suite runs it on the flagship model, CI's slow step
-# on every tiny preset.
-EXPORT_PRESETS = [
-    name if name == "stlight_tiny" else pytest.param(name, marks=pytest.mark.slow) for name in TINY
-]
+#: Frame side and frame count of the test-size contract.
+TEST_SIZE = 16
+TEST_FRAMES = 6
+
+
+def _cases(default_presets):
+    """(preset, size) cases: test size in the default suite (for `default_presets`, the rest
+    in the slow step), the preset's own size in the slow step."""
+    cases = []
+    for name in TINY:
+        marks = () if name in default_presets else (pytest.mark.slow,)
+        cases.append(pytest.param((name, "test"), id=f"{name}-test_size", marks=marks))
+    for name in TINY:
+        cases.append(
+            pytest.param((name, "preset"), id=f"{name}-preset_size", marks=pytest.mark.slow)
+        )
+    return cases
+
+
+CASES = _cases(TINY)
+# The export contract (SavedModel, TFLite) traces each model's whole unrolled graph again: the
+# default suite runs it on the flagship model, CI's slow step on every tiny preset.
+EXPORT_CASES = _cases(["stlight_tiny"])
+
+
+def _build(case, **overrides):
+    """The model of `case` = (preset, "test" | "preset"), with constructor overrides."""
+    preset, size = case
+    if size == "test":
+        t_in = overrides.pop("input_frames", TEST_FRAMES)
+        t_out = overrides.pop("output_frames", TEST_FRAMES)
+        overrides = {
+            **registry.frame_overrides(preset, t_in, t_out),
+            "height": TEST_SIZE,
+            "width": TEST_SIZE,
+            **overrides,
+        }
+    return registry.build_model(preset, **overrides)
+
+
+@functools.cache
+def _shared(case):
+    """One model per case for the tests that only call it (input checks)."""
+    return _build(case)
 
 
 def _past(model, batch=2, seed=0):
@@ -28,8 +74,8 @@ def _run(model, past):
     return keras.ops.convert_to_numpy(model(past, training=False))
 
 
-@pytest.fixture(params=TINY)
-def preset(request):
+@pytest.fixture(params=CASES)
+def case(request):
     return request.param
 
 
@@ -38,8 +84,36 @@ def test_every_model_has_a_tiny_preset():
     assert models_with_tiny == set(registry.MODELS)
 
 
-def test_config_round_trips_through_json(preset):
+def test_test_size_cases_keep_every_code_path():
+    """The test size changes frame counts and sides only where a preset needs it to."""
+    for name in TINY:
+        model = _build((name, "test"))
+        assert (model.input_frames, model.output_frames) == (TEST_FRAMES, TEST_FRAMES)
+        assert model.frame_shape == (TEST_SIZE, TEST_SIZE, 1)
+    ustep = _build(("ustep_tiny", "test"))
+    assert (ustep.micro_frames, ustep.macro_frames) == (2, 3)
+    assert ustep.macro_update is not None  # two macro segments are linked
+
+
+@pytest.mark.parametrize("preset", TINY)
+def test_tiny_presets_forecast_at_their_own_size(preset):
+    """The full-size smoke: each tiny preset, as registered, forecasts the right shape."""
+    spec = registry.get_preset(preset)["config"]
     model = registry.build_model(preset)
+    frame = (spec["height"], spec["width"], spec["channels"])
+    assert model.input_signature_shape == (None, spec["input_frames"], *frame)
+    assert model.compute_output_shape((None, spec["input_frames"], *frame)) == (
+        None,
+        spec["output_frames"],
+        *frame,
+    )
+    forecast = _run(model, _past(model, batch=1))
+    assert forecast.shape == (1, spec["output_frames"], *frame)
+    assert np.isfinite(forecast).all()
+
+
+def test_config_round_trips_through_json(case):
+    model = _build(case)
     config = json.loads(json.dumps(model.get_config()))
     clone = type(model).from_config(config)
     assert clone.get_config() == model.get_config()
@@ -49,22 +123,21 @@ def test_config_round_trips_through_json(preset):
     np.testing.assert_allclose(_run(clone, past), _run(model, past), atol=1e-6)
 
 
-def test_symbolic_and_eager_shapes(preset):
-    spec = registry.get_preset(preset)["config"]
-    t_in = spec["input_frames"]
+def test_symbolic_and_eager_shapes(case):
+    base = _build(case)
+    t_in, frame = base.input_frames, base.frame_shape
     for t_out in (max(1, t_in // 3), t_in, 2 * t_in + 3):
-        model = registry.build_model(preset, output_frames=t_out)
-        expected = (spec["height"], spec["width"], spec["channels"])
-        symbolic = model(keras.Input((t_in, *expected)))
-        assert tuple(symbolic.shape) == (None, t_out, *expected)
-        assert model.compute_output_shape((None, t_in, *expected)) == (None, t_out, *expected)
-        assert _run(model, _past(model, batch=3)).shape == (3, t_out, *expected)
+        model = _build(case, output_frames=t_out)
+        symbolic = model(keras.Input((t_in, *frame)))
+        assert tuple(symbolic.shape) == (None, t_out, *frame)
+        assert model.compute_output_shape((None, t_in, *frame)) == (None, t_out, *frame)
+        assert _run(model, _past(model, batch=3)).shape == (3, t_out, *frame)
 
 
-def test_long_rollout_feeds_predictions_back(preset):
-    short = registry.build_model(preset)
+def test_long_rollout_feeds_predictions_back(case):
+    short = _build(case)
     t_in = short.input_frames
-    long = registry.build_model(preset, output_frames=2 * t_in + 3)
+    long = _build(case, output_frames=2 * t_in + 3)
     long.set_weights(short.get_weights())
     past = _past(short)
     first = _run(short, past)
@@ -79,15 +152,15 @@ def test_long_rollout_feeds_predictions_back(preset):
     assert np.isfinite(rolled).all()
 
 
-def test_shorter_output_is_a_crop_of_the_same_computation(preset):
-    full = registry.build_model(preset)
+def test_shorter_output_is_a_crop_of_the_same_computation(case):
+    full = _build(case)
     assert full.frames_per_step == min(full.input_frames, full.output_frames)
-    short = registry.build_model(preset, output_frames=1)
+    short = _build(case, output_frames=1)
     assert _run(short, _past(short)).shape[1] == 1
 
 
-def test_one_fit_step_gives_a_finite_loss_and_moves_weights(preset):
-    model = registry.build_model(preset)
+def test_one_fit_step_gives_a_finite_loss_and_moves_weights(case):
+    model = _build(case)
     model.compile()
     past = _past(model, batch=4)
     future = _past(model, batch=4, seed=1)[:, : model.output_frames]
@@ -100,22 +173,23 @@ def test_one_fit_step_gives_a_finite_loss_and_moves_weights(preset):
     assert sum(changed) > len(changed) // 2
 
 
-def test_keras_file_reload_gives_equal_outputs(preset, tmp_path):
-    model = registry.build_model(preset)
+def test_keras_file_reload_gives_equal_outputs(case, tmp_path):
+    model = _build(case)
     model.compile()
     path = tmp_path / "model.keras"
     model.save(path)
     reloaded = keras.saving.load_model(path)
     assert type(reloaded) is type(model)
+    assert reloaded.get_config() == model.get_config()
     past = _past(model)
     np.testing.assert_array_equal(_run(reloaded, past), _run(model, past))
     assert reloaded.optimizer is not None
 
 
-@pytest.mark.parametrize("export_preset", EXPORT_PRESETS)
-def test_saved_model_reload_at_two_batch_sizes(export_preset, tmp_path):
-    preset = export_preset
-    model = registry.build_model(preset)
+@pytest.mark.parametrize("export_case", EXPORT_CASES)
+def test_saved_model_reload_at_two_batch_sizes(export_case, tmp_path):
+    preset = export_case[0]
+    model = _build(export_case)
     sidecar = export.export_saved_model(model, tmp_path / "sm", preset=preset)
     loaded = tf.saved_model.load(str(tmp_path / "sm"))
     signature = loaded.signatures["serving_default"]
@@ -130,10 +204,10 @@ def test_saved_model_reload_at_two_batch_sizes(export_preset, tmp_path):
     assert sidecar["parity"]["passed"]
 
 
-@pytest.mark.parametrize("export_preset", EXPORT_PRESETS)
-def test_tflite_runs_with_builtin_ops_and_equal_outputs(export_preset, tmp_path):
-    preset = export_preset
-    model = registry.build_model(preset)
+@pytest.mark.parametrize("export_case", EXPORT_CASES)
+def test_tflite_runs_with_builtin_ops_and_equal_outputs(export_case, tmp_path):
+    preset = export_case[0]
+    model = _build(export_case)
     sidecar = export.export_tflite(model, tmp_path / "m.tflite", preset=preset)
     forecaster = LiteForecaster(tmp_path / "m.tflite", num_threads=1)
     assert not [op for op in forecaster.ops if op.startswith("Flex") or op == "WHILE"]
@@ -154,14 +228,14 @@ def test_tflite_runs_with_builtin_ops_and_equal_outputs(export_preset, tmp_path)
         (lambda s: np.zeros((2, *s[1:]), np.int32), "floating-point"),
     ],
 )
-def test_bad_inputs_raise_clear_errors(preset, bad, message):
-    model = registry.build_model(preset)
+def test_bad_inputs_raise_clear_errors(case, bad, message):
+    model = _shared(case)
     with pytest.raises(ValueError, match=message):
         model(bad(model.input_signature_shape))
 
 
-def test_predict_rejects_nan_and_uint8(preset):
-    model = registry.build_model(preset)
+def test_predict_rejects_nan_and_uint8(case):
+    model = _shared(case)
     past = _past(model)
     past[0, 0, 0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="1 NaN or Inf"):

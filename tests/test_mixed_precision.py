@@ -83,6 +83,8 @@ def test_bfloat16_training_run_writes_float32_model(tmp_path):
         batch_size=4,
         val_sequences=4,
         eval_sequences=0,
+        # The run's plumbing, not the preset's numerics (tested above): a narrowed model.
+        overrides={"hidden_dim": 16, "depth": 2},
         run_dir=str(tmp_path / "run"),
         verbose=0,
     )

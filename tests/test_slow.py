@@ -44,6 +44,31 @@ def test_paper_preset_exports_verify(preset, tmp_path):
     np.testing.assert_allclose(forecaster.predict(probe[:1]), expected, atol=1e-4)
 
 
+def test_paper_counts_cache_matches_a_recount(paper_counts):
+    """Every paper-size preset rebuilt and recounted equals tests/paper_counts.json, which the
+    default suite's parameter and FLOP tests read instead of building the models."""
+    import json
+
+    recount = {}
+    for name in registry.list_presets(tiny=False):
+        summary = registry.preset_summary(name)
+        paper = registry.get_preset(name)["paper"] or {}
+        assert summary["paper_params"] == paper.get("params")
+        assert summary["paper_flops"] == paper.get("flops")
+        assert summary["paper_unused_params"] == paper.get("openstl_unused_params", 0)
+        recount[name] = {
+            "config": json.loads(json.dumps(registry.get_preset(name)["config"])),
+            **{key: summary[key] for key in ("params", "total_params", "macs", "fvcore_macs")},
+        }
+    if recount != paper_counts:
+        names = set(recount) | set(paper_counts)
+        stale = sorted(name for name in names if recount.get(name) != paper_counts.get(name))
+        pytest.fail(
+            f"tests/paper_counts.json is stale for {stale}; its new 'presets' entry is:\n"
+            + json.dumps(recount, indent=2)
+        )
+
+
 @pytest.mark.parametrize("preset", ["convlstm_tiny", "predrnn_tiny", "simvp_tiny", "tau_tiny"])
 def test_baselines_convert_to_full_int8(preset, tmp_path):
     """Unrolled recurrences and the translators calibrate and quantise to int8 (no WHILE)."""
