@@ -5,7 +5,10 @@ The CLI choices, the README table, `kerastp list` and the parametrised tests all
 """
 
 import copy
+import functools
 import importlib
+import json
+from pathlib import Path
 
 #: Model name -> "module:Class". Resolved lazily so that reading the registry imports nothing.
 MODELS = {
@@ -381,8 +384,43 @@ def count_trainable_params(model):
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
-def preset_summary(name):
+#: Stored counts of every preset (`count_preset`'s numbers), package data beside this file.
+COUNTS_FILE = Path(__file__).with_name("preset_counts.json")
+
+_COUNT_KEYS = ("params", "total_params", "macs", "fvcore_macs")
+
+
+@functools.cache
+def _stored_counts():
+    return json.loads(COUNTS_FILE.read_text())["presets"]
+
+
+def stored_counts():
+    """{preset: {"config", "params", "total_params", "macs", "fvcore_macs"}} as stored in
+    `COUNTS_FILE` (a copy); the tests check them against a recount."""
+    return copy.deepcopy(_stored_counts())
+
+
+def count_preset(name):
+    """Builds the preset's model and counts it: `params` (trainable), `total_params` (with
+    BatchNorm statistics), `macs` (every layer) and `fvcore_macs` (the papers' convention)."""
+    from kerastp.flops import count_macs
+
+    model = build_model(name)
+    report = count_macs(model)
+    return {
+        "params": count_trainable_params(model),
+        "total_params": int(model.count_params()),
+        "macs": report.macs,
+        "fvcore_macs": report.fvcore_macs,
+    }
+
+
+def preset_summary(name, recount=False):
     """Parameters and MACs of a preset next to its paper figures.
+
+    The counts come from `COUNTS_FILE` (instant, no model is built) unless `recount` is True
+    or the stored config differs from the preset's (then the model is built and counted).
 
     Returns:
         dict with `preset`, `model`, `params` (trainable), `total_params` (with BatchNorm
@@ -391,19 +429,18 @@ def preset_summary(name):
         `paper_unused_params`: parameters the reference implementation declares but never
         uses, which its count includes and kerastp does not create (0 for most presets).
     """
-    from kerastp.flops import count_macs
-
     spec = get_preset(name)
-    model = build_model(name)
-    report = count_macs(model)
+    stored = _stored_counts().get(name)
+    config = json.loads(json.dumps(spec["config"]))
+    if recount or stored is None or stored.get("config") != config:
+        counts = count_preset(name)
+    else:
+        counts = {key: stored[key] for key in _COUNT_KEYS}
     paper = spec["paper"] or {}
     return {
         "preset": name,
         "model": spec["model"],
-        "params": count_trainable_params(model),
-        "total_params": int(model.count_params()),
-        "macs": report.macs,
-        "fvcore_macs": report.fvcore_macs,
+        **counts,
         "paper_params": paper.get("params"),
         "paper_flops": paper.get("flops"),
         "paper_unused_params": int(paper.get("openstl_unused_params", 0)),

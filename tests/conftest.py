@@ -4,7 +4,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import copy  # noqa: E402
-import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
@@ -12,9 +11,6 @@ import pytest  # noqa: E402
 
 #: ../shared/data/mnist beside the repository (CI clones the repo with ../shared beside it).
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
-
-#: Parameter and MAC counts of every paper-size preset (see its "about" entry).
-PAPER_COUNTS = Path(__file__).resolve().parent / "paper_counts.json"
 
 #: The one tiny training run the session shares (`tiny_trained_run`): `training.train`
 #: arguments, without `run_dir`. A stlight_tiny narrowed to d=16 and 2 mixer blocks, 2 epochs
@@ -60,13 +56,17 @@ def _isolated_keras_home(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def paper_counts():
     """{preset: {"config", "params", "total_params", "macs", "fvcore_macs"}} of every non-tiny
-    preset, read from tests/paper_counts.json instead of building the paper-size models.
+    preset, as stored in kerastp/preset_counts.json (`registry.stored_counts`) instead of
+    building the paper-size models.
 
-    `test_baselines.py::test_paper_counts_cover_every_paper_preset_and_config` fails when the
-    file and the registry disagree on the presets or their configs; CI's slow step recounts
-    (`test_slow.py::test_paper_counts_cache_matches_a_recount`).
+    `test_baselines.py::test_stored_counts_cover_every_preset_and_config` fails when the file
+    and the registry disagree on the presets or their configs; CI's slow step recounts
+    (`test_slow.py::test_stored_counts_match_a_recount`).
     """
-    return json.loads(PAPER_COUNTS.read_text())["presets"]
+    from kerastp import registry
+
+    tiny = set(registry.list_presets(tiny=True))
+    return {k: v for k, v in registry.stored_counts().items() if k not in tiny}
 
 
 @pytest.fixture(scope="session")

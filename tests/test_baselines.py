@@ -20,15 +20,22 @@ OPENSTL = {
 }
 
 
-def test_paper_counts_cover_every_paper_preset_and_config(paper_counts):
-    """tests/paper_counts.json holds every non-tiny preset, counted with its current config
-    (CI's slow step rebuilds them all and recounts)."""
-    assert sorted(paper_counts) == sorted(registry.list_presets(tiny=False))
-    for name, counts in paper_counts.items():
+def test_stored_counts_cover_every_preset_and_config():
+    """kerastp/preset_counts.json holds every preset, counted with its current config (CI's
+    slow step rebuilds the paper-size ones and recounts)."""
+    stored = registry.stored_counts()
+    assert sorted(stored) == sorted(registry.PRESETS)
+    for name, counts in stored.items():
         config = json.loads(json.dumps(registry.get_preset(name)["config"]))
-        assert counts["config"] == config, f"{name}: recount with `pytest -m slow -k paper_counts`"
+        assert counts["config"] == config, f"{name}: recount with `pytest -m slow -k counts`"
         assert 0 < counts["params"] <= counts["total_params"]
         assert 0 < counts["fvcore_macs"] and 0 < counts["macs"]
+
+
+@pytest.mark.parametrize("preset", registry.list_presets(tiny=True))
+def test_stored_counts_of_tiny_presets_equal_a_recount(preset):
+    stored = registry.preset_summary(preset)
+    assert registry.preset_summary(preset, recount=True) == stored
 
 
 @pytest.mark.parametrize("preset", sorted(OPENSTL))

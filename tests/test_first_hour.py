@@ -118,3 +118,22 @@ def test_quantized_name_is_not_suffixed_twice(tmp_path, monkeypatch):
         tmp_path / "m.keras", formats="tflite", name="x", quantize="fp16", tflite_dir=tmp_path
     )
     assert written["path"].name == "x_fp16.tflite"
+
+
+def test_list_reads_stored_counts_without_building_models():
+    code = (
+        "import sys, io, contextlib; from kerastp import cli;"
+        "out = io.StringIO();"
+        "ctx = contextlib.redirect_stdout(out);"
+        "ctx.__enter__(); status = cli.main(['list']); ctx.__exit__(None, None, None);"
+        "assert status == 0;"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'built models';"
+        "print(out.getvalue())"
+    )
+    result = _python(code)
+    assert result.returncode == 0, result.stderr
+    from kerastp import registry
+
+    for name in registry.PRESETS:
+        assert name in result.stdout
+    assert "11.11M" in result.stdout  # STLight-XS's stored trainable parameters

@@ -29,6 +29,7 @@ FLOORS = [
         "kerastp/optimizers.py",
         "kerastp/metrics.py",
         "kerastp/options.py",
+        "kerastp/serialization.py",
         "kerastp/evaluation/frames.py",
         "kerastp/evaluation/nowcasting.py",
         "kerastp/evaluation/__init__.py",

@@ -44,14 +44,15 @@ def test_paper_preset_exports_verify(preset, tmp_path):
     np.testing.assert_allclose(forecaster.predict(probe[:1]), expected, atol=1e-4)
 
 
-def test_paper_counts_cache_matches_a_recount(paper_counts):
-    """Every paper-size preset rebuilt and recounted equals tests/paper_counts.json, which the
-    default suite's parameter and FLOP tests read instead of building the models."""
+def test_stored_counts_match_a_recount(paper_counts):
+    """Every paper-size preset rebuilt and recounted equals kerastp/preset_counts.json, which
+    `kerastp list` and the default suite's parameter and FLOP tests read instead of building
+    the models."""
     import json
 
     recount = {}
     for name in registry.list_presets(tiny=False):
-        summary = registry.preset_summary(name)
+        summary = registry.preset_summary(name, recount=True)
         paper = registry.get_preset(name)["paper"] or {}
         assert summary["paper_params"] == paper.get("params")
         assert summary["paper_flops"] == paper.get("flops")
@@ -64,7 +65,7 @@ def test_paper_counts_cache_matches_a_recount(paper_counts):
         names = set(recount) | set(paper_counts)
         stale = sorted(name for name in names if recount.get(name) != paper_counts.get(name))
         pytest.fail(
-            f"tests/paper_counts.json is stale for {stale}; its new 'presets' entry is:\n"
+            f"kerastp/preset_counts.json is stale for {stale}; their new entries are:\n"
             + json.dumps(recount, indent=2)
         )
 

@@ -222,7 +222,7 @@ PAPER = {
 
 @pytest.mark.parametrize("preset", sorted(PAPER))
 def test_paper_presets_match_parameter_and_flop_counts(preset, paper_counts):
-    # Counts of the paper-size model from tests/paper_counts.json (CI's slow step rebuilds the
+    # Counts of the paper-size model from kerastp/preset_counts.json (CI's slow step rebuilds the
     # model and recounts: test_slow.py::test_paper_counts_cache_matches_a_recount).
     params, macs, fvcore = PAPER[preset]
     counted = paper_counts[preset]

@@ -203,17 +203,20 @@ class Forecaster(keras.Model):
         return {name: ops.reshape(value, (1,)) for name, value in logs.items()}
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Builds under a tf.distribute strategy from the known shapes, without the data.
+        """Builds the model, its optimizer and metrics from the known shapes, without data.
 
-        Keras' TensorFlow trainer otherwise peeks at a batch of the distributed dataset and
-        reduces it across replicas, which `MultiWorkerMirroredStrategy` cannot do eagerly
-        (and which opens one more iterator on the training data).
+        Keras' TensorFlow trainer otherwise peeks at a batch of the dataset (opening one more
+        iterator on the training data; under `MultiWorkerMirroredStrategy` it reduces that
+        batch across replicas, which cannot be done eagerly), or leaves the optimizer's
+        variables to the first traced step, which then traces twice.
         """
-        strategy = getattr(self, "_distribute_strategy", None)
-        if strategy is None or data_batch is not None:
+        if data_batch is not None:
             return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
         past = np.zeros((1, self.input_frames, *self.frame_shape), "float32")
         future = np.zeros((1, self.output_frames, *self.frame_shape), "float32")
+        strategy = getattr(self, "_distribute_strategy", None)
+        if strategy is None:
+            return self._symbolic_build(data_batch=(past, future))
         with strategy.scope():
             self._symbolic_build(data_batch=(past, future))
 
