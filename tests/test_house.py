@@ -208,10 +208,13 @@ def test_every_registered_source_implements_the_interface(name):
         "calibration_samples",
         "held_out",
         "example",
-        "evaluate",
+        "test_windows",
     ):
         assert getattr(cls, method) is not getattr(DataSource, method), (name, method)
     assert cls.SCALE_NAME is not None
+    from kerastp.evaluation.evaluate import SCORERS
+
+    assert cls.SCORING in SCORERS
 
 
 def test_unknown_source_lists_the_registered_ones():

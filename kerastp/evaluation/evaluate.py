@@ -6,9 +6,14 @@ Which data: `data` if given, else the source the model's run recorded (its confi
 the artifact's sidecar, `kerastp.runs.RunRecord`), else procedural Moving MNIST.
 """
 
+import time
 from pathlib import Path
 
+import numpy as np
+
 from kerastp.data.sources import get_source
+from kerastp.evaluation.frames import ForecastEvaluator
+from kerastp.evaluation.nowcasting import NowcastingEvaluator
 from kerastp.forecasters import load_forecaster
 from kerastp.runs import RunRecord
 from kerastp.validation import positive_int
@@ -19,6 +24,92 @@ def open_model(model):
     if isinstance(model, str | Path):
         return load_forecaster(model), RunRecord.of(model)
     return model, RunRecord()
+
+
+def predict(forecaster, past, batch_size=16):
+    """Forecasts `past` in batches with a Keras model or any `predict(past)` forecaster;
+    returns `(forecast, seconds)`."""
+    start = time.perf_counter()
+    if hasattr(forecaster, "fit"):  # a Keras model batches itself
+        forecast = forecaster.predict(past, batch_size=batch_size, verbose=0)
+        return np.asarray(forecast, np.float32), time.perf_counter() - start
+    chunks = [
+        np.asarray(forecaster.predict(past[i : i + batch_size]), np.float32)
+        for i in range(0, len(past), batch_size)
+    ]
+    return np.concatenate(chunks, axis=0), time.perf_counter() - start
+
+
+def _persistence(past, output_frames):
+    return np.repeat(past[:, -1:], output_frames, axis=1)
+
+
+def score_frames(source, forecaster, batches, batch_size, persistence):
+    """OpenSTL metrics (MSE / MAE per frame, SSIM, PSNR); with `persistence` also those of
+    the last input frame repeated."""
+    evaluator = ForecastEvaluator()
+    reference = ForecastEvaluator() if persistence else None
+    seconds, count = 0.0, 0
+    for past, future in batches:
+        prediction, spent = predict(forecaster, past, batch_size)
+        seconds += spent
+        count += len(past)
+        evaluator.update(future, prediction)
+        if reference is not None:
+            reference.update(future, _persistence(past, forecaster.output_frames))
+    result = evaluator.result()
+    result.update({"seconds": seconds, "sequences_per_second": count / max(seconds, 1e-9)})
+    if reference is not None:
+        result["persistence"] = reference.result()
+    return result
+
+
+def score_nowcasting(source, forecaster, batches, batch_size, persistence):
+    """Nowcasting verification of the model and of persistence: errors in model scale and,
+    through the source's exact inverse, in data units (MSE, CSI / POD / FAR at 0.5, 1 and
+    5 mm/h, FSS at 1 mm/h over 8 pixels), per lead time and over the horizon."""
+    evaluators = {"model": NowcastingEvaluator(inverse=source.inverse)}
+    evaluators["persistence"] = NowcastingEvaluator(inverse=source.inverse)
+    seconds = 0.0
+    for past, future in batches:
+        prediction, spent = predict(forecaster, past, batch_size)
+        seconds += spent
+        evaluators["model"].update(future, prediction)
+        evaluators["persistence"].update(future, _persistence(past, forecaster.output_frames))
+    return {**{name: e.result() for name, e in evaluators.items()}, "seconds": seconds}
+
+
+def score_units(source, forecaster, batches, batch_size, persistence):
+    """MSE / MAE per pixel of the model and of persistence, in model scale and, through the
+    source's inverse transform, in data units."""
+    sums = {name: np.zeros(4) for name in ("model", "persistence")}
+    pixels, seconds = 0, 0.0
+    for past, future in batches:
+        prediction, spent = predict(forecaster, past, batch_size)
+        seconds += spent
+        truth_units = source.inverse(future)
+        pixels += future.size
+        for name, forecast in (
+            ("model", prediction),
+            ("persistence", _persistence(past, forecaster.output_frames)),
+        ):
+            units = source.inverse(forecast)
+            sums[name] += [
+                np.sum(np.square(forecast - future, dtype=np.float64)),
+                np.sum(np.abs(forecast - future), dtype=np.float64),
+                np.sum(np.square(units - truth_units, dtype=np.float64)),
+                np.sum(np.abs(units - truth_units), dtype=np.float64),
+            ]
+    keys = ("mse", "mae", "mse_data_units", "mae_data_units")
+    scores = {
+        name: {key: float(value / pixels) for key, value in zip(keys, total, strict=True)}
+        for name, total in sums.items()
+    }
+    return {**scores, "seconds": seconds}
+
+
+#: How each kind of source is scored (`DataSource.SCORING`).
+SCORERS = {"frames": score_frames, "nowcasting": score_nowcasting, "units": score_units}
 
 
 def evaluate(
@@ -37,7 +128,7 @@ def evaluate(
     - Moving MNIST ("procedural", "mnist"): OpenSTL metrics (MSE / MAE per frame, SSIM,
       PSNR) on the first `num_sequences` of the fixed, seeded standard test set.
     - "radar": nowcasting scores of the model and of persistence on every window of the
-      validation events (`kerastp.data.sources.radar.RadarSource.evaluate`).
+      validation events.
     - "arrays": errors of the model and of persistence on the validation windows of the
       user's file, in model scale and in data units.
 
@@ -55,7 +146,7 @@ def evaluate(
             sources.
 
     Returns:
-        dict of scores with `data` (the source's name); see each source's `evaluate`.
+        dict of scores with `data` (the source's name) and what the windows were.
     """
     # Arguments first: nothing is loaded for a mistake in them.
     positive_int("batch_size", batch_size)
@@ -70,12 +161,9 @@ def evaluate(
         source = record.source(data, mnist_path=mnist_path, **settings)
     else:
         source = get_source(source)
-    kwargs = {"num_sequences": num_sequences, "batch_size": batch_size}
-    if split is not None:
-        kwargs["split"] = split
-    if persistence or not source.generated:
-        kwargs["persistence"] = True
-    return source.evaluate(forecaster, **kwargs)
+    batches, info = source.test_windows(forecaster, num_sequences=num_sequences, split=split)
+    result = SCORERS[source.SCORING](source, forecaster, batches, batch_size, persistence)
+    return {**result, **info, "data": source.name}
 
 
 def evaluate_radar(model, split="val", path=None, resolution=None, batch_size=16):
@@ -98,17 +186,49 @@ def evaluate_radar(model, split="val", path=None, resolution=None, batch_size=16
     )
 
 
+#: The scores `summary` shows for each scoring.
+SUMMARY_SCORES = {
+    "frames": ("mse", "mae", "ssim", "psnr"),
+    "units": ("mse", "mae", "mse_data_units", "mae_data_units"),
+}
+
+
+def _nowcasting_row(scores):
+    row = {
+        "mse": scores["mse"]["total"],
+        "mae": scores["mae"]["total"],
+        "mse_mm_h": scores["mse_rain_rate"]["total"],
+    }
+    for score in ("csi", "pod", "far"):
+        for threshold, entry in scores[score].items():
+            row[f"{score}_{threshold}"] = entry["total"]
+    row["fss"] = scores["fss"]["total"]
+    return row
+
+
 def summary(result):
     """Headline scores of an `evaluate` result, the model next to persistence.
 
     Returns:
         dict {"model": {score: value}, "persistence": {score: value} or None}: scores over
-        the whole horizon (per-frame and per-lead-time figures stay in the result); which
-        scores is the source's choice (`DataSource.summary`).
+        the whole horizon (per-frame and per-lead-time figures stay in the result). Radar:
+        `mse`, `mae` (model scale), `mse_mm_h`, `csi_<t>` / `pod_<t>` / `far_<t>` at each
+        threshold and `fss`.
     """
     from kerastp import registry
 
-    return registry.get_source_class(result["data"]).summary(result)
+    scoring = registry.get_source_class(result["data"]).SCORING
+    if "model" in result:  # model and persistence scored side by side
+        rows = {name: result.get(name) for name in ("model", "persistence")}
+    else:
+        rows = {"model": result, "persistence": result.get("persistence")}
+    if scoring == "nowcasting":
+        return {name: None if row is None else _nowcasting_row(row) for name, row in rows.items()}
+    keys = SUMMARY_SCORES[scoring]
+    return {
+        name: None if row is None else {key: row[key] for key in keys if key in row}
+        for name, row in rows.items()
+    }
 
 
 def radar_summary(result):

@@ -24,7 +24,7 @@ class ArraysSource(DataSource):
 
     name = "arrays"
     SCALE_NAME = "normalization"
-    SUMMARY_SCORES = ("mse", "mae", "mse_data_units", "mae_data_units")
+    SCORING = "units"
 
     def __init__(self, data_path=None, data_key=None, normalization="minmax", stride=1, seed=0):
         super().__init__(seed=seed)
@@ -176,40 +176,10 @@ class ArraysSource(DataSource):
             )
         return past[index], future[index]
 
-    def evaluate(
-        self, forecaster, num_sequences=None, batch_size=16, persistence=True, split="val"
-    ):
-        """Errors of a model and of persistence on every window of a split.
-
-        Returns:
-            dict with `model` and `persistence`, each holding `mse` / `mae` per pixel in
-            model scale and `mse_data_units` / `mae_data_units` after inverting the
-            normalisation, plus `data`, `windows` and `split`.
-        """
-        past, future = self.split_arrays(forecaster, split)
-        forecast, seconds = self.predict(forecaster, past, batch_size)
-        predictions = [("model", forecast)]
-        if persistence:
-            predictions.append(
-                ("persistence", np.repeat(past[:, -1:], forecaster.output_frames, axis=1))
-            )
-        truth_units = self.inverse(future)
-        scores = {}
-        for name, prediction in predictions:
-            units = self.inverse(prediction)
-            scores[name] = {
-                "mse": float(np.mean((prediction - future) ** 2)),
-                "mae": float(np.mean(np.abs(prediction - future))),
-                "mse_data_units": float(np.mean((units - truth_units) ** 2)),
-                "mae_data_units": float(np.mean(np.abs(units - truth_units))),
-            }
-        return {
-            **scores,
-            "data": self.name,
-            "split": split,
-            "windows": int(len(past)),
-            "seconds": seconds,
-        }
+    def test_windows(self, model, num_sequences=None, split="val"):
+        """Every window of a split of the user's data (the validation split by default)."""
+        past, future = self.split_arrays(model, split or "val")
+        return [(past, future)], {"split": split or "val", "windows": int(len(past))}
 
     def __repr__(self):
         return (

@@ -8,11 +8,8 @@ data's name. Sources are registered in `kerastp.registry.SOURCES`; a new source 
 own Zarr store, say) is one file subclassing `DataSource` and one line there.
 """
 
-import time
 
 import numpy as np
-
-from kerastp.validation import positive_int
 
 #: The `TrainConfig` fields (and `config.json` keys) a source may read.
 CONFIG_KEYS = (
@@ -46,6 +43,10 @@ class DataSource:
     DATA_SCALE = None
     #: The `name` of this source's data scale records (how a sidecar names its source).
     SCALE_NAME = None
+    #: How forecasts on this source are scored (`kerastp.evaluation.evaluate.SCORERS`):
+    #: "frames" (OpenSTL metrics), "nowcasting" (verification in data units) or "units"
+    #: (errors in model scale and in data units).
+    SCORING = None
 
     def __init__(self, seed=0):
         self.seed = seed
@@ -129,46 +130,12 @@ class DataSource:
         """One held-out `(past, truth)` pair in model scale, for pictures."""
         raise NotImplementedError
 
-    def evaluate(self, forecaster, num_sequences=1000, batch_size=16):
-        """Scores `forecaster` (anything with `predict(past)`) on the source's test protocol.
-
-        Returns a JSON-able dict that includes `data` (this source's name).
-        """
+    def test_windows(self, model, num_sequences=None, split=None):
+        """The test protocol's windows: `(batches, info)`, where `batches` yields `(past,
+        future)` NumPy chunks in model scale and `info` says what they are (`split`,
+        `events`, ...). `kerastp.evaluation.evaluate` scores forecasts of them the way
+        `SCORING` names."""
         raise NotImplementedError
-
-    #: The scores `summary` shows, in order.
-    SUMMARY_SCORES = ("mse", "mae")
-
-    @classmethod
-    def summary(cls, result):
-        """Headline scores of this source's `evaluate` result: {"model": {...},
-        "persistence": {...} or None}, each score over the whole horizon."""
-        if "model" in result:  # model and persistence scored side by side
-            rows = {name: result.get(name) for name in ("model", "persistence")}
-        else:
-            rows = {"model": result, "persistence": result.get("persistence")}
-        return {
-            name: None if row is None else {k: row[k] for k in cls.SUMMARY_SCORES if k in row}
-            for name, row in rows.items()
-        }
-
-    # -- helpers ---------------------------------------------------------------------------
-
-    @staticmethod
-    def predict(forecaster, past, batch_size=16):
-        """Forecasts `past` in batches with a Keras model or any `predict(past)` forecaster;
-        returns `(forecast, seconds)`."""
-        positive_int("batch_size", batch_size)
-        start = time.perf_counter()
-        if hasattr(forecaster, "fit"):  # a Keras model batches itself
-            forecast = forecaster.predict(past, batch_size=batch_size, verbose=0)
-            return np.asarray(forecast, np.float32), time.perf_counter() - start
-        chunks = [
-            np.asarray(forecaster.predict(past[i : i + batch_size]), np.float32)
-            for i in range(0, len(past), batch_size)
-        ]
-        seconds = time.perf_counter() - start
-        return np.concatenate(chunks, axis=0), seconds
 
     def __repr__(self):
         return f"{type(self).__name__}(seed={self.seed})"

@@ -5,7 +5,6 @@ import numpy as np
 
 from kerastp import data
 from kerastp.data.sources.base import DataSource
-from kerastp.evaluation.frames import ForecastEvaluator
 from kerastp.validation import positive_int
 
 #: Sequences of one training epoch in the Moving MNIST protocol.
@@ -26,7 +25,7 @@ class MovingMnistSource(DataSource):
     """
 
     generated = True
-    SUMMARY_SCORES = ("mse", "mae", "ssim", "psnr")
+    SCORING = "frames"
     SCALE_NAME = "unit"
     DATA_SCALE = {
         "name": "unit",
@@ -131,43 +130,25 @@ class MovingMnistSource(DataSource):
         )
         return past[0], truth[0]
 
-    def evaluate(self, forecaster, num_sequences=1000, batch_size=16, persistence=False):
-        """OpenSTL metrics (MSE/MAE per frame, SSIM, PSNR) on the standard test set, and
-        with `persistence` the same scores of the last input frame repeated."""
-        positive_int("batch_size", batch_size)
+    def test_windows(self, model, num_sequences=1000, split=None):
+        """The first `num_sequences` of the fixed standard test set, in chunks."""
         if positive_int("num_sequences", num_sequences) > 10_000:
             raise ValueError(
                 f"`num_sequences` must be at most 10000 (the standard test set), got "
                 f"num_sequences={num_sequences!r}"
             )
-        self._check_test_model(forecaster)
+        self._check_test_model(model)
         sequences = self.test_sequences(num_sequences)
-        evaluator = ForecastEvaluator()
-        reference = ForecastEvaluator() if persistence else None
-        seconds = 0.0
-        for i in range(0, len(sequences), _EVAL_CHUNK):
-            past, future = data.split_frames(
-                np.asarray(sequences[i : i + _EVAL_CHUNK]),
-                forecaster.input_frames,
-                forecaster.output_frames,
-            )
-            prediction, spent = self.predict(forecaster, past, batch_size)
-            seconds += spent
-            evaluator.update(future, prediction)
-            if reference is not None:
-                last = np.repeat(past[:, -1:], forecaster.output_frames, axis=1)
-                reference.update(future, last)
-        result = evaluator.result()
-        result.update(
-            {
-                "data": self.name,
-                "seconds": seconds,
-                "sequences_per_second": len(sequences) / max(seconds, 1e-9),
-            }
-        )
-        if reference is not None:
-            result["persistence"] = reference.result()
-        return result
+
+        def batches():
+            for i in range(0, len(sequences), _EVAL_CHUNK):
+                yield data.split_frames(
+                    np.asarray(sequences[i : i + _EVAL_CHUNK]),
+                    model.input_frames,
+                    model.output_frames,
+                )
+
+        return batches(), {"sequences": len(sequences)}
 
     def __repr__(self):
         return f"{type(self).__name__}(mnist_path={self.mnist_path!r}, seed={self.seed})"

@@ -6,7 +6,6 @@ import numpy as np
 from kerastp import registry
 from kerastp.data import radar
 from kerastp.data.sources.base import DataSource
-from kerastp.evaluation.nowcasting import NowcastingEvaluator
 from kerastp.options import RADAR_RESOLUTIONS, check_choice
 
 #: The radar nowcasting protocol (`../shared/data/radar/README.md`): 6 frames in, 12 out.
@@ -28,6 +27,7 @@ class RadarSource(DataSource):
 
     name = "radar"
     SCALE_NAME = "radar_log_rain_rate"
+    SCORING = "nowcasting"
     DATA_SCALE = {
         "name": "radar_log_rain_rate",
         "description": "x = log1p(R) / log1p(100), R rain rate in mm/h clipped to [0, 100]; "
@@ -132,64 +132,17 @@ class RadarSource(DataSource):
             )
         return past[index], future[index]
 
-    def evaluate(
-        self, forecaster, num_sequences=None, batch_size=16, persistence=True, split="val"
-    ):
-        """Nowcasting scores of a model and of persistence on the windows of radar events.
-
-        Forecasts and truth are compared in model scale (MSE / MAE per pixel) and, through
-        the exact inverse transform, in mm/h (MSE, CSI / POD / FAR at 0.5, 1 and 5 mm/h,
-        FSS at 1 mm/h over 8 pixels), per lead time and over the horizon. Persistence (the
-        last input frame repeated) is scored on the same windows. Every window of the split
-        is scored (`num_sequences` is ignored).
-
-        Returns:
-            dict with `model` and `persistence` (each `NowcastingEvaluator.result()`),
-            `data`, `split`, `events`, `windows`, `seconds`.
-        """
+    def test_windows(self, model, num_sequences=None, split="val"):
+        """Every window of the split's events (the validation events by default)."""
         past, future, info = radar.radar_arrays(
-            split, return_info=True, **self._common(forecaster)
+            split or "val", return_info=True, **self._common(model)
         )
-        forecast, seconds = self.predict(forecaster, past, batch_size)
-        predictions = [("model", forecast)]
-        if persistence:
-            last = np.repeat(past[:, -1:], forecaster.output_frames, axis=1)
-            predictions.append(("persistence", last))
-        scores = {}
-        for name, prediction in predictions:
-            evaluator = NowcastingEvaluator(inverse=radar.to_rain_rate)
-            evaluator.update(future, prediction)
-            scores[name] = evaluator.result()
-        return {
-            **scores,
-            "data": self.name,
-            "split": split,
+        described = {
+            "split": split or "val",
             "events": sorted(set(info["event"])),
             "windows": int(len(past)),
-            "seconds": seconds,
         }
-
-    @classmethod
-    def summary(cls, result):
-        """Horizon scores: `mse`, `mae` (per pixel, model scale), `mse_mm_h` ((mm/h)^2),
-        `csi_<t>` / `pod_<t>` / `far_<t>` at each threshold and `fss`."""
-        rows = {}
-        for name in ("model", "persistence"):
-            scores = result.get(name)
-            if scores is None:
-                rows[name] = None
-                continue
-            row = {
-                "mse": scores["mse"]["total"],
-                "mae": scores["mae"]["total"],
-                "mse_mm_h": scores["mse_rain_rate"]["total"],
-            }
-            for score in ("csi", "pod", "far"):
-                for threshold, entry in scores[score].items():
-                    row[f"{score}_{threshold}"] = entry["total"]
-            row["fss"] = scores["fss"]["total"]
-            rows[name] = row
-        return rows
+        return [(past, future)], described
 
     def __repr__(self):
         return (
