@@ -203,6 +203,17 @@ class TrainingBackup(keras.callbacks.Callback):
         self._epoch = 0
         self._offset = 0
         self._step = 0
+        resumes_mid_epoch = (
+            resume is not None and not resume.get("legacy") and int(resume["step"]) > 0
+        )
+        if save_every is None and not resumes_mid_epoch:
+            self._drop_batch_hook()
+
+    def _drop_batch_hook(self):
+        """Leaves `on_train_batch_end` to Keras' default (marked as such). One callback with a
+        batch hook makes Keras call all batch hooks in step with training, after each step,
+        waiting for the step's logs; backups at epoch ends need none."""
+        self.on_train_batch_end = keras.callbacks.Callback.on_train_batch_end.__get__(self)
 
     @property
     def path(self):
@@ -288,6 +299,8 @@ class TrainingBackup(keras.callbacks.Callback):
         the epoch's logged training metrics then cover the resumed steps only.
         """
         self._metrics_pending = False
+        if self.save_every is None:
+            self._drop_batch_hook()  # the next `fit` dispatches batch callbacks asynchronously
         variables = self._variables()["metrics"]
         additive = all(v.path.split("/")[-1] in ("total", "count") for v in variables)
         if additive and len(variables) == int(self.resume["counts"]["metrics"]):

@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import warnings
 
 from kerastp import options
@@ -246,6 +247,7 @@ def cmd_predict(args):
 
 
 def cmd_demo(args):
+    started = time.perf_counter()  # the budget includes loading TensorFlow
     from kerastp.demo import run_demo
 
     summary = run_demo(
@@ -258,6 +260,8 @@ def cmd_demo(args):
         mnist_path=args.mnist_path,
         seed=args.seed,
         verbose=args.verbose,
+        minutes=args.minutes,
+        started=started,
     )
     metrics = summary["metrics"]
     last = summary["baselines"]["repeat_last_frame"]
@@ -266,7 +270,15 @@ def cmd_demo(args):
         f"({len(summary['artifacts'])} artifacts verified):\n"
         f"  test MSE {metrics['mse']:.2f}  MAE {metrics['mae']:.2f}  SSIM {metrics['ssim']:.4f}  "
         f"PSNR {metrics['psnr']:.2f}   (repeat-last-frame MSE {last['mse']:.2f})\n"
-        f"  fit {summary['timings']['fit_s']:.0f} s, export {summary['timings']['export_s']:.0f} s"
+        f"  {summary['epochs']} epochs x {summary['steps_per_epoch']} steps: fit "
+        f"{summary['timings']['fit_s']:.0f} s, export {summary['timings']['export_s']:.0f} s, "
+        f"demo {summary['timings']['total_s']:.0f} s"
+        + (
+            ""
+            if summary["budget"] is None
+            else f" (budget {summary['budget']['minutes']:g} min, measured "
+            f"{summary['budget']['measured']['steps_per_second']:.1f} steps/s)"
+        )
     )
     for kind, path in summary["artifacts"].items():
         print(f"  {kind:<12} {path}")
@@ -448,8 +460,15 @@ def build_parser():
     p.add_argument("--preset", default="stlight_tiny", choices=_preset_names())
     _add_data_args(p, default="procedural", sources=options.MOVING_MNIST_SOURCES, windows=False)
     p.add_argument("--run-dir", default="runs/demo")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--steps-per-epoch", type=int, default=100)
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="wall-time budget of the whole demo (default 3.5): the training steps are sized "
+        "to the step rate measured first, so slower machines train fewer steps",
+    )
+    p.add_argument("--epochs", type=int, default=None, help="default: sized to --minutes")
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="default: sized to --minutes")
     p.add_argument("--eval-sequences", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))

@@ -233,3 +233,48 @@ def test_radar_training_scores_model_and_persistence(tmp_path):
         )
     with pytest.raises(ValueError, match="radar_resolution"):
         training.train(preset="stlight_tiny", data="radar", radar_resolution=32)
+
+
+def test_backup_leaves_batch_hooks_to_keras_unless_it_saves_within_epochs(tmp_path):
+    """A batch hook makes Keras run every batch callback in step with training: the backup
+    keeps one only for mid-epoch backups or the first steps of a mid-epoch resume."""
+    from kerastp.checkpointing import TrainingBackup
+
+    default = keras.callbacks.Callback.on_train_batch_end
+    own = TrainingBackup.on_train_batch_end
+
+    def hook(**kwargs):
+        return TrainingBackup(tmp_path, 10, **kwargs).on_train_batch_end.__func__
+
+    assert hook() is default
+    assert hook(resume={"epoch": 2, "step": 0, "best": []}) is default
+    assert hook(save_every=3) is own
+    resume = {"epoch": 1, "step": 4, "best": [], "counts": {"metrics": 0}}
+    backup = TrainingBackup(tmp_path, 10, resume=resume)
+    assert backup.on_train_batch_end.__func__ is own
+    # Once the interrupted epoch's metrics are merged, the hook goes.
+    toy = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    toy.compile(optimizer="sgd", loss="mse")
+    backup.set_model(toy)
+    backup._arrays = {}
+    backup._merge_metrics()
+    assert backup.on_train_batch_end.__func__ is default
+
+
+def test_moving_mnist_training_leaves_glibc_malloc_alone(tmp_path):
+    """`Dataset.from_generator` makes TensorFlow pin glibc's mmap threshold at 128 KiB for the
+    whole process, which costs every later training step thousands of page faults; kerastp's
+    Moving MNIST stream must not build one."""
+    import tensorflow as tf
+
+    built = []
+    original = tf.data.Dataset.from_generator
+
+    def spy(*args, **kwargs):
+        built.append(args)
+        return original(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tf.data.Dataset, "from_generator", staticmethod(spy))
+        training.train(**{**SMALL, "epochs": 1}, run_dir=str(tmp_path / "run"))
+    assert built == []

@@ -297,43 +297,44 @@ def moving_mnist_dataset(
     tf = require_tensorflow()
     state = {"epoch": initial_epoch}
     lock = threading.Lock()
+    chunk_size = _DATASET_CHUNK
+    num_chunks = -(-num_sequences // chunk_size)
 
-    def batches():
-        if num_epochs is not None:
-            # A fixed run of epochs in one pass: every iterator yields the same stream, so an
-            # extra iterator (tf.distribute's peek at a batch) shifts nothing.
-            for epoch in range(initial_epoch, initial_epoch + num_epochs):
-                yield from epoch_batches(epoch)
-            return
+    def next_epoch():
         with lock:
             epoch = state["epoch"]
             if fresh_each_epoch:
                 state["epoch"] += 1
-        yield from epoch_batches(epoch)
+        return np.int64(epoch)
+
+    def chunk_sequences(epoch, chunk):
+        epoch, chunk = int(epoch), int(chunk)
+        rng = np.random.default_rng([seed, epoch, chunk, stream])
+        return generator.generate(chunk_size, rng)[: num_sequences - chunk * chunk_size]
 
     def epoch_batches(epoch):
-        pending = []
-        pending_count = 0
-        for chunk, start in enumerate(range(0, num_sequences, _DATASET_CHUNK)):
-            rng = np.random.default_rng([seed, epoch, chunk, stream])
-            sequences = generator.generate(_DATASET_CHUNK, rng)[: num_sequences - start]
-            pending.append(sequences)
-            pending_count += len(sequences)
-            if pending_count < batch_size:
-                continue
-            block = np.concatenate(pending) if len(pending) > 1 else pending[0]
-            full = (len(block) // batch_size) * batch_size
-            for i in range(0, full, batch_size):
-                yield block[i : i + batch_size]
-            pending = [block[full:]] if full < len(block) else []
-            pending_count = len(block) - full
-        if pending_count and not drop_remainder:
-            yield np.concatenate(pending)
+        # The epoch's sequences, chunk after chunk, batched across chunk boundaries.
+        def sequences(chunk):
+            video = tf.numpy_function(chunk_sequences, [epoch, chunk], tf.uint8, stateful=False)
+            return tf.ensure_shape(video, (None, frames, image_size, image_size, 1))
 
-    shape = (batch_size if drop_remainder else None, frames, image_size, image_size, 1)
-    dataset = tf.data.Dataset.from_generator(
-        batches, output_signature=tf.TensorSpec(shape, tf.uint8)
-    )
+        chunks = tf.data.Dataset.range(num_chunks).map(sequences)
+        return chunks.unbatch().batch(batch_size, drop_remainder=drop_remainder)
+
+    # Python runs once per chunk through `tf.numpy_function`, not through
+    # `Dataset.from_generator`: TensorFlow's generator dataset sets glibc's mmap threshold to
+    # 128 KiB for the whole process (a workaround for Python 3.11), after which every large
+    # buffer of every training step is mapped afresh: thousands of page faults per step.
+    if num_epochs is not None:
+        # A fixed run of epochs in one pass: every iterator yields the same stream, so an
+        # extra iterator (tf.distribute's peek at a batch) shifts nothing.
+        epochs = tf.data.Dataset.range(initial_epoch, initial_epoch + num_epochs)
+    else:
+        # Each iteration asks for its epoch when it starts: the next one if fresh_each_epoch.
+        epochs = tf.data.Dataset.range(1).map(
+            lambda _: tf.numpy_function(next_epoch, [], tf.int64, stateful=True)
+        )
+    dataset = epochs.flat_map(epoch_batches)
     # A known length lets Keras show progress and stop an epoch without an "ran out of data"
     # warning; assert_cardinality also fails loudly should the generator ever disagree.
     num_batches = num_sequences // batch_size if drop_remainder else -(-num_sequences // batch_size)

@@ -1,0 +1,128 @@
+"""`kerastp demo --minutes`: the training is sized to the measured step rate and the budget."""
+
+import json
+import math
+
+import pytest
+
+from kerastp import cli, demo
+
+
+def _checked(plan, budget, reserve, step, epoch):
+    """The plan's estimate is what the arguments give."""
+    available = budget - reserve
+    fit = plan["epochs"] * (plan["steps_per_epoch"] * step + epoch)
+    assert plan["fit_seconds"] == pytest.approx(fit)
+    assert plan["available_seconds"] == pytest.approx(available)
+    assert plan["total_steps"] == plan["epochs"] * plan["steps_per_epoch"]
+    assert plan["fits"] is (fit <= available + 1e-6)
+    return available, fit
+
+
+def test_plan_fills_the_budget_on_a_fast_machine():
+    budget, reserve, step, epoch = 200.0, 25.0, 0.1, 0.6
+    plan = demo.plan_training(budget, step, reserve_seconds=reserve, epoch_seconds=epoch)
+    available, fit = _checked(plan, budget, reserve, step, epoch)
+    assert plan["epochs"] == demo.MAX_EPOCHS
+    assert plan["fits"]
+    # One more step per epoch would not fit: the budget is used, not wasted.
+    assert fit + plan["epochs"] * step > available
+    assert plan["steps_per_epoch"] == math.floor((available - 10 * epoch) / (10 * step))
+
+
+def test_a_slower_machine_gets_fewer_steps_and_epochs_in_the_same_budget():
+    budget, reserve = 200.0, 25.0
+    fast = demo.plan_training(budget, 0.1, reserve_seconds=reserve, epoch_seconds=0.6)
+    slow = demo.plan_training(budget, 0.9, reserve_seconds=reserve, epoch_seconds=6.0)
+    available, fit = _checked(slow, budget, reserve, 0.9, 6.0)
+    assert slow["fits"]
+    assert fit + slow["epochs"] * 0.9 > available
+    assert slow["total_steps"] < fast["total_steps"] / 5
+    # Validation at each epoch end would eat the budget: fewer epochs, each long enough.
+    assert slow["epochs"] * 6.0 <= demo.MAX_EPOCH_WORK_SHARE * available
+    assert 1 <= slow["epochs"] < fast["epochs"]
+    assert slow["steps_per_epoch"] >= demo.MIN_STEPS_PER_EPOCH
+
+
+def test_explicit_epochs_or_steps_override_the_sizing():
+    sized_steps = demo.plan_training(100, 0.5, epochs=4)
+    assert sized_steps["epochs"] == 4 and sized_steps["steps_per_epoch"] == 50
+    sized_epochs = demo.plan_training(100, 0.5, steps_per_epoch=30, epoch_seconds=1.0)
+    assert sized_epochs["steps_per_epoch"] == 30 and sized_epochs["epochs"] == 6
+    both = demo.plan_training(1, 10.0, epochs=3, steps_per_epoch=7)
+    assert (both["epochs"], both["steps_per_epoch"], both["fits"]) == (3, 7, False)
+
+
+def test_a_budget_too_small_still_completes_the_schedule():
+    plan = demo.plan_training(1.0, 2.0, reserve_seconds=5.0)
+    assert (plan["epochs"], plan["steps_per_epoch"]) == (1, 2)  # one-cycle needs 2 steps
+    assert plan["fits"] is False
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"budget_seconds": float("nan")}, "budget_seconds"),
+        ({"step_seconds": 0}, "step_seconds"),
+        ({"reserve_seconds": -1}, "reserve_seconds"),
+        ({"epochs": 0}, "epochs"),
+        ({"steps_per_epoch": 1.5}, "steps_per_epoch"),
+    ],
+)
+def test_plan_rejects_bad_values_naming_them(kwargs, name):
+    arguments = {"budget_seconds": 100, "step_seconds": 0.1, **kwargs}
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        demo.plan_training(**arguments)
+
+
+@pytest.mark.parametrize("minutes", [0, -1, float("inf"), "3"])
+def test_demo_rejects_a_bad_budget_before_any_work(minutes, tmp_path):
+    with pytest.raises(ValueError, match="minutes"):
+        demo.run_demo(
+            run_dir=str(tmp_path / "d"),
+            saved_model_dir=str(tmp_path / "m"),
+            tflite_dir=str(tmp_path / "t"),
+            minutes=minutes,
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_help_states_the_default_budget():
+    parser = cli.build_parser()
+    subcommands = next(a for a in parser._actions if a.dest == "command")
+    minutes = next(a for a in subcommands.choices["demo"]._actions if a.dest == "minutes")
+    assert minutes.default is None  # run_demo then takes DEFAULT_MINUTES
+    assert f"(default {demo.DEFAULT_MINUTES:g})" in minutes.help
+
+
+@pytest.mark.slow
+def test_budgeted_demo_ends_on_time_with_the_schedule_complete(tmp_path, monkeypatch):
+    from kerastp import saving
+
+    monkeypatch.chdir(tmp_path)
+    minutes = 0.6
+    summary = demo.run_demo(
+        run_dir="d", eval_sequences=16, saved_model_dir="m", tflite_dir="t", verbose=0,
+        minutes=minutes,
+    )  # fmt: skip
+    budget = summary["budget"]
+    report = json.dumps({"timings": summary["timings"], "budget": budget}, indent=1)
+    assert budget["minutes"] == minutes and budget["fits"], report
+    assert budget["measured"]["steps_per_second"] > 0
+    assert budget["measured"]["timed_steps"] >= 3
+    # On time: the budget, with some slack for a busy machine (the CPU is shared).
+    assert summary["timings"]["total_s"] <= 1.1 * 60 * minutes + 5, report
+    total = summary["epochs"] * summary["steps_per_epoch"]
+    assert summary["total_steps"] == total >= 2
+    # The one-cycle schedule was sized to the run and finished: every planned step was taken.
+    config = json.loads((tmp_path / "d" / "config.json").read_text())
+    assert (config["epochs"], config["steps_per_epoch"]) == (
+        summary["epochs"],
+        summary["steps_per_epoch"],
+    )
+    model = saving.load_model(tmp_path / "d" / "model.keras")
+    assert int(model.optimizer.iterations.numpy()) == total
+    written = json.loads((tmp_path / "d" / "demo.json").read_text())
+    assert written["budget"]["measured"]["step_seconds"] == pytest.approx(
+        budget["measured"]["step_seconds"]
+    )
