@@ -44,6 +44,9 @@ _LAZY = {
     "evaluate": "kerastp.evaluation.evaluate",
     "load_model": "kerastp.saving",
     "load_forecaster": "kerastp.forecasters",
+    # pretrained models
+    "from_preset": "kerastp.forecasters",
+    "list_pretrained": "kerastp.pretrained",
     # export
     "export_keras": "kerastp.export",
     "export_saved_model": "kerastp.export",

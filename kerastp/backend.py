@@ -2,6 +2,7 @@
 switch between quiet (default) and verbose diagnostics."""
 
 import contextlib
+import importlib
 import os
 import sys
 
@@ -69,3 +70,52 @@ def require_tensorflow():
             "kerastp needs 'tensorflow'. Set KERAS_BACKEND=tensorflow before importing keras."
         )
     return tf
+
+
+#: Keras backends kerastp's models, layers, losses and `fit` run on.
+BACKENDS = ("tensorflow", "jax", "torch")
+
+_BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+_BACKEND_EXTRAS = {
+    "tensorflow": "`pip install 'kerastp[cpu]'` (or `kerastp[gpu]` for NVIDIA GPUs)",
+    "jax": "`pip install 'kerastp[jax]'` (or `kerastp[jax-cuda]` for NVIDIA GPUs)",
+    "torch": "`pip install 'kerastp[torch]'`",
+}
+
+
+def backend_name():
+    """The Keras backend kerastp runs on: Keras' own if imported, else `KERAS_BACKEND`."""
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "backend"):
+        return keras.backend.backend()
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+def require_keras():
+    """Imports Keras on a backend kerastp supports (TensorFlow, JAX or PyTorch).
+
+    Raises `ValueError` naming the supported backends for any other `KERAS_BACKEND`, and
+    `ImportError` naming the missing package and the extra that installs it.
+
+    Returns:
+        The `keras` module.
+    """
+    backend = backend_name()
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"kerastp runs on the Keras backends {', '.join(BACKENDS)}; got "
+            f"KERAS_BACKEND={backend!r}."
+        )
+    if backend == "tensorflow":
+        require_tensorflow()
+    else:
+        try:
+            importlib.import_module(_BACKEND_PACKAGES[backend])
+        except ImportError as error:
+            raise ImportError(
+                f"KERAS_BACKEND={backend!r} needs the {_BACKEND_PACKAGES[backend]!r} package, "
+                f"which is not installed. Install it with {_BACKEND_EXTRAS[backend]}."
+            ) from error
+    import keras
+
+    return keras

@@ -187,6 +187,9 @@ def bench_path(path, *, batch_size=1, threads=(1,), warmup=3, runs=20, max_secon
     _check_timing(warmup, runs, max_seconds)
     if not isinstance(path, str | os.PathLike):
         raise ValueError(f"`path` must be a preset name or a path, got path={path!r}")
+    from kerastp.pretrained import resolve_model_path
+
+    path = resolve_model_path(path)
     text = os.fspath(path)
     candidates = []
     if text in registry.PRESETS or text.endswith(".keras") or Path(text, "model.keras").is_file():

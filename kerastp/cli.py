@@ -283,6 +283,15 @@ def cmd_demo(args):
     for kind, path in summary["artifacts"].items():
         print(f"  {kind:<12} {path}")
     print(f"  pictures     {', '.join(summary['pictures'])}")
+    if summary.get("pretrained"):
+        scores = summary["pretrained"]
+        count = next(iter(scores.values()))["n_sequences"]
+        print(
+            f"On the {count} MNIST test sequences shipped with the pretrained model "
+            "(comparison.png):"
+        )
+        for name, row in scores.items():
+            print(f"  {name:<14} MSE {row['mse']:7.2f}  SSIM {row['ssim']:.4f}")
     return 0
 
 

@@ -51,6 +51,44 @@ _EPOCH_SAVE_SECONDS = 0.3  # best.keras + last.keras + state.npz + history row, 
 _EVAL_SECONDS_PER_SEQUENCE = 0.004
 
 
+#: The pretrained model the demo shows first, on the example sequences shipped with it.
+PRETRAINED_MODEL = "mmnist"
+
+
+def pretrained_forecasts(name=PRETRAINED_MODEL):
+    """The shipped pretrained model's forecasts of the test sequences shipped with it.
+
+    No training and no download: the model and its examples are verified shipped files
+    (`kerastp.pretrained`).
+
+    Returns:
+        dict with `name`, `past` and `future` (N, 10, 64, 64, 1) in [0, 1], `forecast`,
+        `metrics` (OpenSTL's, on those N sequences), `attribution` and `seconds`.
+    """
+    from kerastp.evaluation.frames import ForecastEvaluator
+    from kerastp.forecasters import from_preset
+    from kerastp.pretrained import pretrained_file
+    from kerastp.saving import load_npz
+
+    start = time.perf_counter()
+    model = from_preset(name)
+    examples = load_npz(pretrained_file(name, "examples"))
+    past, future = split_frames(examples["sequences"], model.input_frames, model.output_frames)
+    forecast = np.asarray(model.predict(past, verbose=0), np.float32)
+    evaluator = ForecastEvaluator()
+    evaluator.update(future, forecast)
+    scores = evaluator.result()
+    return {
+        "name": name,
+        "past": past,
+        "future": future,
+        "forecast": forecast,
+        "metrics": {k: scores[k] for k in ("mse", "mae", "ssim", "psnr", "n_sequences")},
+        "attribution": str(examples["attribution"]),
+        "seconds": time.perf_counter() - start,
+    }
+
+
 def baselines(data="procedural", num_sequences=1000, mnist_path=None):
     """Metrics of two trivial forecasts on the standard test set: repeat the last input frame,
     and predict the mean frame of the inputs. A trained model must beat both."""
@@ -223,6 +261,32 @@ def _epoch_seconds(rate, val_sequences):
     return math.ceil(val_sequences / rate["batch_size"]) * forward + _EPOCH_SAVE_SECONDS
 
 
+def _comparison_picture(pretrained, model, path):
+    """One picture: a shipped test sequence, the pretrained forecast and the demo model's,
+    each labelled with its scores on the shipped sequences."""
+    from kerastp.evaluation.frames import ForecastEvaluator
+
+    forecast = np.asarray(model.predict(pretrained["past"], verbose=0), np.float32)
+    evaluator = ForecastEvaluator()
+    evaluator.update(pretrained["future"], forecast)
+    trained = evaluator.result()
+    scores = {
+        pretrained["name"]: pretrained["metrics"],
+        model.name: {k: trained[k] for k in ("mse", "mae", "ssim", "psnr", "n_sequences")},
+    }
+    rows = [
+        (
+            f"{label} MSE {scores[label]['mse']:.0f} SSIM {scores[label]['ssim']:.2f}",
+            frames[0],
+        )
+        for label, frames in ((pretrained["name"], pretrained["forecast"]), (model.name, forecast))
+    ]
+    written = visualize.save_comparison_strip(
+        pretrained["past"][0], pretrained["future"][0], rows, path
+    )
+    return {"path": str(written), "scores": scores}
+
+
 def run_demo(
     run_dir="runs/demo",
     preset="stlight_tiny",
@@ -276,6 +340,23 @@ def run_demo(
         **settings, epochs=epochs, steps_per_epoch=steps_per_epoch
     ).resolved()
     timings = {}
+
+    # First the shipped pretrained model, on the test sequences shipped with it (seconds).
+    pretrained = None
+    try:
+        pretrained = pretrained_forecasts()
+    except (FileNotFoundError, ValueError) as error:  # missing or altered shipped files
+        if verbose:
+            print(f"Pretrained {PRETRAINED_MODEL!r} not shown: {error}", flush=True)
+    if pretrained is not None:
+        timings["pretrained_s"] = pretrained["seconds"]
+        if verbose:
+            m = pretrained["metrics"]
+            print(
+                f"Pretrained {PRETRAINED_MODEL!r} on {m['n_sequences']} shipped MNIST test "
+                f"sequences: MSE {m['mse']:.1f}, SSIM {m['ssim']:.3f}",
+                flush=True,
+            )
 
     stage = time.perf_counter()
     trivial = baselines(data, eval_sequences, mnist_path)
@@ -343,6 +424,9 @@ def run_demo(
     png, gif, _ = visualize.save_forecast_pictures(
         model, past[0], future[0], Path(run_dir) / "forecast.png"
     )
+    comparison = None
+    if pretrained is not None:
+        comparison = _comparison_picture(pretrained, model, Path(run_dir) / "comparison.png")
     timings["pictures_s"] = time.perf_counter() - stage
     timings["fit_s"] = result["seconds"]
     timings["total_s"] = time.perf_counter() - started
@@ -358,7 +442,8 @@ def run_demo(
         "baselines": trivial,
         "artifacts": {kind: str(path) for kind, (path, _) in artifacts.items()},
         "parity": {kind: sidecar["parity"] for kind, (_, sidecar) in artifacts.items()},
-        "pictures": [str(png), str(gif)],
+        "pictures": [str(png), str(gif)] + ([comparison["path"]] if comparison else []),
+        "pretrained": None if comparison is None else comparison["scores"],
         "timings": timings,
         "budget": budget,
     }

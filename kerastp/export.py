@@ -548,6 +548,9 @@ def export_artifacts(
         check_output_dir(saved_model_dir, "saved_model_dir")
     if "tflite" in formats:
         check_output_dir(tflite_dir, "tflite_dir")
+    from kerastp.pretrained import resolve_model_path
+
+    model_path = resolve_model_path(model_path)
     model = load_model(model_path)
     record = RunRecord.of(model_path)
     preset = record.preset

@@ -110,7 +110,10 @@ def artifact_kind(path):
 
 def load_forecaster(path, num_threads=None):
     """A forecaster with `.predict(past)` from a `.keras` file, run directory, SavedModel
-    directory or `.tflite` file (LiteRT at `num_threads`)."""
+    directory or `.tflite` file (LiteRT at `num_threads`), or a pretrained model's name."""
+    from kerastp.pretrained import resolve_model_path
+
+    path = resolve_model_path(path)
     kind = artifact_kind(path)
     if kind == "tflite":
         from kerastp.lite import LiteForecaster
@@ -126,3 +129,27 @@ def load_forecaster(path, num_threads=None):
 def run_saved_model(directory, frames):
     """Runs a kerastp SavedModel's `serving_default` on NumPy frames."""
     return SavedModelForecaster(directory).predict(frames)
+
+
+def from_preset(preset, kind="keras", num_threads=None):
+    """Loads a pretrained model by name, or any model path (keras-hub's `from_preset`).
+
+    Args:
+        preset: a pretrained name (`list_pretrained()`), or a `.keras` file, run directory,
+            SavedModel directory or `.tflite` file.
+        kind: for a pretrained name, which file: "keras" (a Keras model) or one of its TFLite
+            variants ("tflite", ...), loaded as a `kerastp.lite.LiteForecaster`.
+        num_threads: LiteRT threads for TFLite files.
+
+    Example:
+    >>> model = kerastp.from_preset("mmnist")  # doctest: +SKIP
+    >>> model.predict(past).shape  # doctest: +SKIP
+    (1, 10, 64, 64, 1)
+    """
+    from kerastp.pretrained import pretrained_file
+
+    if isinstance(preset, str | os.PathLike) and Path(preset).exists():
+        path = preset
+    else:
+        path = pretrained_file(str(preset), kind)
+    return load_forecaster(path, num_threads=num_threads)

@@ -253,6 +253,37 @@ PRESETS = {
 }
 
 
+#: Pretrained models (keras-hub's pretrained presets): shipped files, paths relative to a
+#: pretrained root (see `kerastp.pretrained`), each with its SHA-256, and the model card.
+PRETRAINED = {
+    "mmnist": {
+        "description": "STLight (d=512, 12 blocks, 3.6M parameters) trained on Moving MNIST "
+        "made from real MNIST train digits; 10 frames in, 10 out, 64x64.",
+        "model": "stlight",
+        "data": "mnist",
+        "card": "saved_models/mmnist/MODEL_CARD.md",
+        "files": {
+            "keras": {
+                "path": "saved_models/mmnist/mmnist.keras",
+                "sha256": "e5f26f21283e72dfc971393df3f28f286c22d348efecb3aaac808f36dcb1358d",
+            },
+            "tflite": {
+                "path": "tflite/mmnist/mmnist.tflite",
+                "sha256": "b2dabd8c8d354cdf814305cabf64d79ca0316acb9d63a8ab782a18cea10613da",
+            },
+            "tflite_dynamic": {
+                "path": "tflite/mmnist/mmnist_dynamic.tflite",
+                "sha256": "8754fedb758cf809313aae0b532152d547c85b72494c2bcc2bd5ca60fcb29c66",
+            },
+            "examples": {
+                "path": "saved_models/mmnist/examples.npz",
+                "sha256": "af9209837943f9615efd39f63d0c86e99fba86419ebf6b27b74c442c9fda7081",
+            },
+        },
+    },
+}
+
+
 def _unknown(kind, name, valid):
     return ValueError(f"Unknown {kind} {name!r}. Valid {kind}s: {', '.join(sorted(valid))}")
 
@@ -286,6 +317,7 @@ SERIALIZABLES = {
             ("kerastp.optimizers", ("OneCycle", "ScheduledAdam")),
             ("kerastp.losses", ("MSEWithDifferentialDivergence",)),
             ("kerastp.metrics", ("FrameMSE", "FrameMAE", "frame_mse", "frame_mae")),
+            ("kerastp.layers.depthwise", ("DepthwiseConv2D",)),
             (
                 "kerastp.layers",
                 (

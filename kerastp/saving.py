@@ -223,8 +223,20 @@ def load_npz(path, keys=None, *, what="an .npz archive"):
     return arrays
 
 
-def save_keras(model, path):
+def _uncompiled_copy(model):
+    """The same model (config and weights) without optimizer or compile state."""
+    copy = type(model).from_config(model.get_config())
+    if not copy.built:
+        copy.build(model.input_signature_shape)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def save_keras(model, path, include_optimizer=True):
     """Saves `model` as a `.keras` file atomically; returns the path.
+
+    `include_optimizer=False` leaves the optimizer's state and compile settings out (a
+    shipped model's size): an uncompiled copy with the same config and weights is saved.
 
     The archive is written beside `path`, checked (a complete zip whose every member passes
     its CRC, with Keras' config), then renamed onto `path`: a save that fails or is killed
@@ -236,6 +248,8 @@ def save_keras(model, path):
     tmp_dir = temporary_sibling(path)
     try:
         tmp = tmp_dir / path.name
+        if not include_optimizer and getattr(model, "optimizer", None) is not None:
+            model = _uncompiled_copy(model)
         model.save(tmp)
         check_keras_archive(tmp)
         replace(tmp, path)
@@ -252,7 +266,9 @@ def load_model(path):
         kerastp.artifacts.CorruptArtifactError: (a `ValueError`) a truncated, corrupted or
             foreign file, or one Keras cannot rebuild; the message names the file.
     """
-    path = Path(path)
+    from kerastp.pretrained import resolve_model_path
+
+    path = Path(resolve_model_path(path))
     if path.is_dir():
         path = path / "model.keras"
     if not path.is_file():

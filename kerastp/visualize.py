@@ -78,15 +78,35 @@ def save_forecast_strip(past, truth, forecast, path, scale=2, gap=2):
     Returns:
         The path written.
     """
+    return save_comparison_strip(past, truth, [("forecast", forecast)], path, scale, gap)
+
+
+def save_comparison_strip(past, truth, forecasts, path, scale=2, gap=2):
+    """Writes a PNG with rows for the input, the truth and each labelled forecast.
+
+    Args:
+        past: (T_in, H, W, C) frames in [0, 1].
+        truth: (T_out, H, W, C) frames or None (row omitted).
+        forecasts: list of (label, (T_out, H, W, C) frames), one row each, in order.
+        path: destination `.png`.
+        scale: int, pixel magnification.
+        gap: int, pixels between frames.
+
+    Returns:
+        The path written.
+    """
     from PIL import Image, ImageDraw
 
     scale, gap = positive_int("scale", scale), non_negative_int("gap", gap)
     path = check_output_file(path, "path")
-    past, truth, forecast = _check(past, truth, forecast)
+    if not forecasts:
+        raise ValueError("`forecasts` must hold at least one (label, frames) pair")
+    checked = [_check(past, truth, frames) for _, frames in forecasts]
+    past, truth = checked[0][0], checked[0][1]
     rows = [("input", past)] + ([("truth", truth)] if truth is not None else [])
-    rows.append(("forecast", forecast))
+    rows += [(str(label), c[2]) for (label, _), c in zip(forecasts, checked, strict=True)]
     h, w = past.shape[1:3]
-    label_width = 64
+    label_width = max(64, 8 + 6 * max(len(label) for label, _ in rows))
     columns = max(len(frames) for _, frames in rows)
     canvas = Image.new(
         "L", (label_width + columns * (w + gap), len(rows) * (h + gap) + gap), color=32
@@ -263,6 +283,9 @@ def predict_to_pictures(model_path, out, data=None, index=0, inputs=None, mnist_
         inputs = check_input_path(inputs, "inputs")
     elif isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 10_000:
         raise ValueError(f"`index` must be an integer in [0, 10000), got index={index!r}")
+    from kerastp.pretrained import resolve_model_path
+
+    model_path = resolve_model_path(model_path)
     model = load_forecaster(model_path)
     source = RunRecord.of(model_path).source(data, mnist_path=mnist_path)
     scaled = source.has_units

@@ -410,6 +410,12 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
     assert f"{PRESET} on procedural Moving MNIST (3 artifacts verified)" in out
     for name in ("config.json", "model.keras", "metrics.json", "history.csv"):
         assert (tmp_path / "d" / name).is_file()
+    # The shipped pretrained model first, on its shipped sequences, in one picture with ours.
+    assert (tmp_path / "d" / "comparison.png").is_file()
+    scores = summary["pretrained"]
+    assert set(scores) == {"mmnist", PRESET}
+    assert scores["mmnist"]["n_sequences"] == scores[PRESET]["n_sequences"] == 8
+    assert scores["mmnist"]["mse"] < scores[PRESET]["mse"]  # minutes of GPU vs 2 CPU steps
 
 
 # --------------------------------------------------------------------------------------------

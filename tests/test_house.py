@@ -34,6 +34,7 @@ FLOORS = [
         "kerastp/evaluation/nowcasting.py",
         "kerastp/evaluation/__init__.py",
         "kerastp/lite.py",
+        "kerastp/pretrained.py",
     },
     {"kerastp/saving.py", "kerastp/layers/*", "kerastp/data/*"},
     {"kerastp/models/*", "kerastp/runs.py", "kerastp/forecasters.py", "kerastp/data/sources/*"},

@@ -22,6 +22,9 @@ from kerastp.validation import positive_int
 def open_model(model):
     """`(forecaster, record)` for a model object or a model path."""
     if isinstance(model, str | Path):
+        from kerastp.pretrained import resolve_model_path
+
+        model = resolve_model_path(model)
         return load_forecaster(model), RunRecord.of(model)
     return model, RunRecord()
 

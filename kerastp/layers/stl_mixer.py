@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from kerastp.layers.depthwise import DepthwiseConv2D
 from kerastp.validation import positive_ints
 
 
@@ -71,7 +72,7 @@ class STLMixerBlock(keras.layers.Layer):
         self.dilation = dilation
 
         d, dtype = hidden_dim, self.dtype_policy
-        self.depthwise_1 = keras.layers.DepthwiseConv2D(
+        self.depthwise_1 = DepthwiseConv2D(
             kernel_size_1,
             padding="same",
             depthwise_initializer=he_normal_fan_out(d * kernel_size_1**2),
@@ -79,7 +80,7 @@ class STLMixerBlock(keras.layers.Layer):
             name="depthwise_1",
             dtype=dtype,
         )
-        self.depthwise_2 = keras.layers.DepthwiseConv2D(
+        self.depthwise_2 = DepthwiseConv2D(
             kernel_size_2,
             padding="same",
             dilation_rate=dilation,

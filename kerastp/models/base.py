@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from kerastp.backend import require_tensorflow
+from kerastp.backend import require_keras
 
-require_tensorflow()
+require_keras()
 
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
@@ -33,10 +33,25 @@ def check_frames_array(frames, *, name, frames_per_sequence, height, width, chan
 
 
 def _is_eager_tensor(value):
-    """A TensorFlow tensor whose values exist now (not symbolic: not traced, not Keras')."""
-    import tensorflow as tf
+    """A backend tensor whose values exist now (not symbolic: not traced, not Keras')."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
 
-    return isinstance(value, tf.Tensor) and tf.executing_eagerly() and hasattr(value, "numpy")
+        return isinstance(value, tf.Tensor) and tf.executing_eagerly() and hasattr(value, "numpy")
+    if backend == "jax":
+        import jax
+
+        try:
+            from jax.core import Tracer
+        except ImportError:  # moved in newer JAX
+            from jax._src.core import Tracer
+        return isinstance(value, jax.Array) and not isinstance(value, Tracer)
+    if backend == "torch":
+        import torch
+
+        return isinstance(value, torch.Tensor) and value.device.type != "meta"
+    return False
 
 
 def _is_numeric_nest(value):
@@ -182,11 +197,15 @@ class Forecaster(keras.Model):
         # so losses, metrics and exported signatures stay float32.
         return ops.cast(future, self.dtype_policy.variable_dtype)
 
-    def train_step(self, data):
-        return self._multi_worker_logs(super().train_step(data))
+    if keras.backend.backend() == "tensorflow":
+        # tf.distribute's multi-worker reduction; the JAX and PyTorch trainers' steps have
+        # other signatures and need nothing of the kind.
 
-    def test_step(self, data):
-        return self._multi_worker_logs(super().test_step(data))
+        def train_step(self, data):
+            return self._multi_worker_logs(super().train_step(data))
+
+        def test_step(self, data):
+            return self._multi_worker_logs(super().test_step(data))
 
     def _multi_worker_logs(self, logs):
         """Gives scalar logs a length-1 axis under a multi-worker strategy.

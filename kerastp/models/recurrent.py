@@ -228,17 +228,21 @@ class PatchRecurrentForecaster(Forecaster):
         mask = ops.cast(draws < self.sampling_eta(iterations), self.compute_dtype)
         return self.patchify(future[:, :-1]), mask
 
-    def train_step(self, data):
-        """Keras' train step with OpenSTL's scheduled sampling on the decoder inputs."""
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        teacher = None
-        if y is not None and self.optimizer is not None:
-            teacher = self.teacher_inputs(y, self.optimizer.iterations)
-        object.__setattr__(self, "_teacher", teacher)
-        try:
-            return super().train_step(data)
-        finally:
-            object.__setattr__(self, "_teacher", None)
+    if keras.backend.backend() == "tensorflow":
+        # Scheduled sampling needs the targets before the forward pass; on JAX and PyTorch
+        # (other train-step signatures) the decoder feeds back its own predictions.
+
+        def train_step(self, data):
+            """Keras' train step with OpenSTL's scheduled sampling on the decoder inputs."""
+            x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+            teacher = None
+            if y is not None and self.optimizer is not None:
+                teacher = self.teacher_inputs(y, self.optimizer.iterations)
+            object.__setattr__(self, "_teacher", teacher)
+            try:
+                return super().train_step(data)
+            finally:
+                object.__setattr__(self, "_teacher", None)
 
     def forward(self, window, training=None):
         frames = self.patchify(window)

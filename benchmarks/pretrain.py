@@ -1,0 +1,212 @@
+"""Trains a pretrained kerastp model from its recorded recipe, on any Keras backend.
+
+    python benchmarks/pretrain.py mmnist --out DIR [--minutes M | --steps N] [--dtype D]
+
+`RECIPES` holds each shipped model's recipe (architecture, data, batch, schedule, seed). The
+run writes DIR/NAME.keras (weights without optimizer state: the shipped file) and
+DIR/recipe.json: the recipe, the plan actually run (steps, epochs, dtype), the step rate,
+compile and wall times, the hardware and the score on the first `--test-sequences` sequences
+of the fixed test set. `--steps N` repeats a run exactly (the recorded `total_steps`);
+`--minutes M` sizes the one-cycle schedule to the measured step rate, as `kerastp demo`
+does: a probe of `probe_steps` steps at the schedule's starting learning rate measures it.
+
+A cut-off run resumes from DIR/backup (Keras' `BackupAndRestore`, one backup per epoch)
+when started again with the same arguments and the recorded plan.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+RECIPES = {
+    "mmnist": {
+        "model": "stlight",
+        "model_args": {
+            "input_frames": 10,
+            "output_frames": 10,
+            "height": 64,
+            "width": 64,
+            "channels": 1,
+            "hidden_dim": 512,
+            "depth": 12,
+            "patch_size": 2,
+            "kernel_size_1": 3,
+            "kernel_size_2": 7,
+            "dilation": 3,
+        },
+        "data": "mnist",
+        "batch_size": 32,
+        "max_learning_rate": 3e-3,
+        "seed": 0,
+        "steps_per_epoch": 250,
+        "probe_steps": 30,
+    },
+}
+
+
+class Deadline:
+    """A Keras callback that stops training once the wall clock passes `deadline`."""
+
+    def __new__(cls, deadline):
+        import keras
+
+        class _Deadline(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if time.time() > deadline:
+                    self.model.stop_training = True
+
+        return _Deadline()
+
+
+def hardware():
+    import keras
+
+    record = {"backend": keras.backend.backend(), "keras": keras.__version__,
+              "python": platform.python_version(), "cpu_count": os.cpu_count()}
+    if keras.backend.backend() == "jax":
+        import jax
+
+        record.update(jax=jax.__version__, device=jax.devices()[0].device_kind)
+    return record
+
+
+def score(model, sequences, batch=100):
+    """OpenSTL's per-frame MSE and MAE (sums over pixels, frames in [0, 1], clipped)."""
+    squared, absolute = [], []
+    for start in range(0, len(sequences), batch):
+        video = np.asarray(sequences[start : start + batch], np.float32) / 255.0
+        pred = np.clip(np.asarray(model.predict(video[:, :10], verbose=0)), 0, 1)
+        error = pred - video[:, 10:]
+        squared.append((error**2).sum(axis=(2, 3, 4)))
+        absolute.append(np.abs(error).sum(axis=(2, 3, 4)))
+    return {"mse": round(float(np.concatenate(squared).mean()), 3),
+            "mae": round(float(np.concatenate(absolute).mean()), 3),
+            "per_frame_mse": [round(float(v), 3) for v in np.concatenate(squared).mean(0)]}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("name", choices=sorted(RECIPES))
+    ap.add_argument("--out", required=True)
+    group = ap.add_mutually_exclusive_group(required=True)
+    group.add_argument("--minutes", type=float, help="wall-time budget of the whole run")
+    group.add_argument("--steps", type=int, help="optimizer steps of the one-cycle schedule")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--depthwise", default="auto", help="kerastp.layers.depthwise choice")
+    ap.add_argument("--mnist", default=None, help="MNIST location (mnist.npz)")
+    ap.add_argument("--test-sequences", type=int, default=1000)
+    ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=INT",
+                    help="override a recipe entry or model argument (recorded), e.g. depth=2")
+    ap.add_argument("--reserve-s", type=float, default=20.0,
+                    help="seconds kept for scoring and saving after training")
+    args = ap.parse_args(argv)
+    start = time.time()
+    deadline = start + args.minutes * 60 if args.minutes else None
+
+    import keras
+
+    from kerastp.data.pydatasets import MovingMNISTPyDataset
+    from kerastp.data.standard_set import standard_test_set
+    from kerastp.layers.depthwise import set_depthwise_implementation
+    from kerastp.registry import MODELS
+    from kerastp.saving import save_keras, write_json
+
+    recipe = json.loads(json.dumps(RECIPES[args.name]))
+    for item in args.set:
+        key, _, value = item.partition("=")
+        target = recipe["model_args"] if key in recipe["model_args"] else recipe
+        if key not in target:
+            raise SystemExit(f"--set {item}: no recipe entry or model argument {key!r}")
+        target[key] = type(target[key])(value)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    record_path = out / "recipe.json"
+    previous = json.loads(record_path.read_text()) if record_path.is_file() else None
+    set_depthwise_implementation(args.depthwise)
+    keras.config.set_dtype_policy("mixed_bfloat16" if args.dtype == "bfloat16" else "float32")
+    keras.utils.set_random_seed(recipe["seed"])
+    module, cls = MODELS[recipe["model"]].split(":")
+    model_class = getattr(__import__(module, fromlist=[cls]), cls)
+    model = model_class(**recipe["model_args"])
+    batch, per_epoch = recipe["batch_size"], recipe["steps_per_epoch"]
+    peak = recipe["max_learning_rate"]
+
+    def stream(initial_epoch, num_batches):
+        return MovingMNISTPyDataset(
+            recipe["data"], "train", batch_size=batch, num_sequences=num_batches * batch,
+            seed=recipe["seed"], path=args.mnist, initial_epoch=initial_epoch,
+            workers=args.workers, use_multiprocessing=False, max_queue_size=32,
+        )
+
+    probe = None
+    if previous and previous.get("plan"):
+        plan = previous["plan"]  # resume: the schedule the backup was trained under
+        probe = previous.get("probe")
+    else:
+        probe_steps = recipe["probe_steps"] if args.minutes else 0
+        if probe_steps:
+            # The probe trains at the one-cycle's starting learning rate (peak / 25) and
+            # times the steps after the compiling one.
+            model.compile(optimizer=keras.optimizers.Adam(peak / 25.0), loss="mse", metrics=[])
+            times = []
+
+            class Clock(keras.callbacks.Callback):
+                def on_train_batch_end(self, batch_index, logs=None):
+                    times.append(time.perf_counter())
+
+            t0 = time.perf_counter()
+            model.fit(stream(10_000, probe_steps), epochs=1, verbose=0, callbacks=[Clock()])
+            step_s = (times[-1] - times[4]) / (len(times) - 5)
+            probe = {"steps": probe_steps, "first_steps_s": round(times[0] - t0, 1),
+                     "step_s": round(step_s, 5), "learning_rate": peak / 25.0,
+                     "data_epoch": 10_000}
+            remaining = deadline - time.time() - args.reserve_s - probe["first_steps_s"]
+            total = max(2, int(remaining / step_s))
+        else:
+            total = args.steps
+        epochs = max(1, total // per_epoch)
+        plan = {"total_steps": epochs * per_epoch, "epochs": epochs, "steps_per_epoch": per_epoch,
+                "dtype": args.dtype, "depthwise": args.depthwise}
+        write_json(record_path, {"name": args.name, "recipe": recipe, "plan": plan,
+                                 "probe": probe, "status": "training"})
+
+    model.compile(learning_rate=peak, total_steps=plan["total_steps"], metrics=[])
+    callbacks = [keras.callbacks.BackupAndRestore(str(out / "backup"))]
+    if deadline:
+        callbacks.append(Deadline(deadline - args.reserve_s))
+    fit_start = time.time()
+    history = model.fit(stream(0, plan["steps_per_epoch"]), epochs=plan["epochs"], verbose=2,
+                        callbacks=callbacks)
+    fit_s = time.time() - fit_start
+    epochs_done = len(history.history.get("loss", []))
+    finished = not model.stop_training or epochs_done >= plan["epochs"]
+    test = standard_test_set(args.test_sequences, source=recipe["data"], path=args.mnist)
+    scores = score(model, test)
+    save_keras(model, out / f"{args.name}.keras", include_optimizer=False)
+    result = {"name": args.name, "recipe": recipe, "plan": plan, "probe": probe,
+              "status": "complete" if finished else "stopped at the deadline (resumable)",
+              "epochs_this_run": epochs_done, "fit_s": round(fit_s, 1),
+              "wall_s": round(time.time() - start, 1),
+              "loss": [round(float(v), 6) for v in history.history.get("loss", [])],
+              "test_sequences": args.test_sequences, "test": scores,
+              "hardware": hardware(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "command": "python benchmarks/pretrain.py " + " ".join(sys.argv[1:] if argv is None
+                                                                     else argv)}
+    write_json(record_path, result)
+    print(json.dumps({k: result[k] for k in ("status", "plan", "fit_s", "wall_s", "test")}),
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()

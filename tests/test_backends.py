@@ -1,0 +1,205 @@
+"""kerastp on Keras' JAX backend: every tiny preset trains with `fit`, saves a `.keras` file
+that TensorFlow reloads with the same outputs, and the PyDataset stream equals tf.data's.
+
+Each JAX run is a subprocess (Keras picks its backend once per process). Skipped where JAX
+is not installed (`pip install 'kerastp[jax]'`)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from kerastp import registry
+
+pytest.importorskip("jax")
+
+TINY = registry.list_presets(tiny=True)
+
+
+def run_jax(script, timeout=600, env_extra=None):
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", **(env_extra or {}))
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True,
+                          text=True, env=env, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def jax_runs(tmp_path_factory):
+    """One JAX process: each tiny preset fitted one step and saved, with its probe output."""
+    out = tmp_path_factory.mktemp("jax_runs")
+    return run_jax(
+        f"""
+        import json, numpy as np, keras, kerastp
+        from kerastp import registry
+        assert keras.backend.backend() == "jax"
+        result = {{}}
+        for name in {TINY!r}:
+            model = registry.build_model(name)
+            shape = (2, model.input_frames, *model.frame_shape)
+            rng = np.random.default_rng(0)
+            past = rng.random(shape, dtype=np.float32)
+            future = rng.random((2, model.output_frames, *model.frame_shape), dtype=np.float32)
+            model.compile(learning_rate=1e-3, total_steps=10)
+            history = model.fit(past, future, batch_size=2, epochs=1, verbose=0)
+            path = "{out}/" + name + ".keras"
+            model.save(path)
+            np.save(path + ".probe.npy", past)
+            np.save(path + ".out.npy", np.asarray(model.predict(past, verbose=0)))
+            result[name] = {{"loss": float(history.history["loss"][0]), "path": path}}
+        print(json.dumps(result))
+        """
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TINY)
+def test_tiny_preset_fits_on_jax_and_reloads_on_tensorflow(jax_runs, name):
+    import kerastp
+
+    run = jax_runs[name]
+    assert np.isfinite(run["loss"])
+    model = kerastp.load_model(run["path"])
+    past = np.load(run["path"] + ".probe.npy")
+    expected = np.load(run["path"] + ".out.npy")
+    np.testing.assert_allclose(model.predict(past, verbose=0), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_pydataset_stream_equals_tf_data_stream():
+    from kerastp.data.moving_mnist import moving_mnist_dataset
+    from kerastp.data.pydatasets import MovingMNISTPyDataset
+
+    kwargs = dict(batch_size=24, num_sequences=300, seed=5)
+    tf_stream = moving_mnist_dataset("procedural", **kwargs, initial_epoch=2)
+    py_stream = MovingMNISTPyDataset("procedural", **kwargs, initial_epoch=2)
+    for _ in range(2):  # two epochs: both move on to the next data epoch
+        tf_batches = list(tf_stream.as_numpy_iterator())
+        assert len(tf_batches) == len(py_stream) == 12
+        for i, (past, future) in enumerate(tf_batches):
+            py_past, py_future = py_stream[i]
+            np.testing.assert_array_equal(py_past, past)
+            np.testing.assert_array_equal(py_future, future)
+        py_stream.on_epoch_end()
+
+
+def test_pydataset_checks_its_arguments():
+    from kerastp.data.pydatasets import MovingMNISTPyDataset
+
+    with pytest.raises(ValueError, match="split"):
+        MovingMNISTPyDataset("procedural", split="dev")
+    with pytest.raises(ValueError, match="num_sequences=4 is smaller than batch_size=8"):
+        MovingMNISTPyDataset("procedural", batch_size=8, num_sequences=4)
+    with pytest.raises(IndexError):
+        MovingMNISTPyDataset("procedural", batch_size=2, num_sequences=4)[2]
+
+
+def test_stlight_trains_on_jax_with_the_pydataset_stream():
+    result = run_jax(
+        """
+        import json, keras
+        from kerastp import registry
+        from kerastp.data.pydatasets import MovingMNISTPyDataset
+        from kerastp.layers.depthwise import set_depthwise_implementation
+        losses = {}
+        for implementation in ("keras", "shift"):
+            set_depthwise_implementation(implementation)
+            keras.utils.set_random_seed(0)
+            model = registry.build_model("stlight_tiny")
+            model.compile(learning_rate=3e-3, total_steps=6)
+            stream = MovingMNISTPyDataset("procedural", batch_size=4, num_sequences=12)
+            history = model.fit(stream, epochs=2, verbose=0)
+            losses[implementation] = history.history["loss"]
+        print(json.dumps(losses))
+        """
+    )
+    keras_losses, shift_losses = result["keras"], result["shift"]
+    assert keras_losses[1] < keras_losses[0]
+    # The same seeded model and data: both depth-wise forms train alike.
+    np.testing.assert_allclose(shift_losses, keras_losses, rtol=1e-3)
+
+
+def test_unsupported_backend_is_named():
+    env = dict(os.environ, KERAS_BACKEND="numpy")
+    done = subprocess.run(
+        [sys.executable, "-c", "from kerastp.backend import require_keras; require_keras()"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert done.returncode != 0
+    assert "tensorflow, jax, torch" in done.stderr and "'numpy'" in done.stderr
+
+
+@pytest.mark.slow
+def test_gpu_race_script_runs_on_cpu_jax(tmp_path):
+    """benchmarks/gpu.py end to end at toy sizes (no PyTorch needed: its rows say skipped)."""
+    import json as json_module
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    done = subprocess.run(
+        [sys.executable, str(script), "--out", str(tmp_path), "--d", "16", "--depth", "2",
+         "--size", "16", "--batches", "2", "--steps", "4", "--micro-reps", "2",
+         "--torch-script", str(tmp_path / "missing.py")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = json_module.loads((tmp_path / "race.json").read_text())
+    phases = {r["phase"] for r in records}
+    assert {"torch", "env", "micro", "choice", "kerastp"} <= phases
+    speeds = [r for r in records if r["phase"] == "kerastp"]
+    assert speeds and all(r["train_samples_per_s"] > 0 for r in speeds)
+    micro = [r for r in records if r["phase"] == "micro"]
+    assert {r["impl"] for r in micro} == {"keras", "shift", "lax_dw_conv"}
+    assert "| batch | dtype |" in (tmp_path / "race.md").read_text()
+
+
+@pytest.mark.slow
+def test_data_parallel_on_two_jax_devices_matches_one_device():
+    """keras.distribution.DataParallel over two (virtual CPU) devices trains the same weights
+    as one device: the global batch's statistics and gradients are the same numbers."""
+    result = run_jax(
+        """
+        import json, keras, numpy as np
+        import jax
+        from kerastp import registry
+        assert len(jax.devices()) == 2, jax.devices()
+
+        def train(distribution):
+            keras.distribution.set_distribution(distribution)
+            keras.utils.set_random_seed(0)
+            model = registry.build_model("stlight_tiny")
+            # SGD: Adam divides by the root of tiny second moments, which turns reduction-order
+            # rounding (1e-8) into visible weight differences; the data parallelism is the same.
+            model.compile(optimizer=keras.optimizers.SGD(0.05))
+            rng = np.random.default_rng(0)
+            past = rng.random((16, 10, 64, 64, 1), dtype=np.float32)
+            future = rng.random((16, 10, 64, 64, 1), dtype=np.float32)
+            model.fit(past, future, batch_size=8, epochs=2, shuffle=False, verbose=0)
+            return [np.asarray(w) for w in model.weights]
+
+        one = train(None)
+        two = train(keras.distribution.DataParallel(devices=keras.distribution.list_devices()))
+        diffs = [float(np.max(np.abs(a - b))) for a, b in zip(one, two)]
+        moved = max(float(np.max(np.abs(a))) for a in one)
+        print(json.dumps({"max_diff": max(diffs), "n": len(diffs), "moved": moved}))
+        """,
+        env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+    )
+    assert result["n"] > 10 and result["moved"] > 0
+    assert result["max_diff"] <= 1e-6
+
+
+@pytest.mark.slow
+def test_tensorflow_exports_a_jax_trained_model(jax_runs, tmp_path):
+    from kerastp.export import export_artifacts
+
+    written = export_artifacts(jax_runs["stlight_tiny"]["path"], formats=("saved_model", "tflite"),
+                               saved_model_dir=str(tmp_path), tflite_dir=str(tmp_path))
+    for kind in ("saved_model", "tflite"):
+        path, sidecar = written[kind]
+        assert path.exists() and sidecar["parity"]["passed"], kind
+        assert sidecar["parity"]["max_abs_error"] <= 1e-4, kind

@@ -1,0 +1,123 @@
+"""kerastp.layers.depthwise: every implementation computes Keras' depth-wise convolution."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerastp.layers import depthwise
+from kerastp.layers.depthwise import DepthwiseConv2D, set_depthwise_implementation
+
+CASES = [(3, 1, "same"), (7, 3, "same"), (5, 2, "valid")]
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    yield
+    set_depthwise_implementation(None)
+
+
+def _inputs(kernel, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(2, 13, 11, 3)).astype("float32")
+    w = rng.normal(size=(kernel, kernel, 3, 1)).astype("float32")
+    return x, w
+
+
+@pytest.mark.parametrize("kernel,dilation,padding", CASES)
+def test_shift_matches_keras_values_and_gradients_on_tensorflow(kernel, dilation, padding):
+    x, w = _inputs(kernel)
+    x, w = tf.constant(x), tf.constant(w)
+    reference = keras.ops.depthwise_conv(x, w, 1, padding, dilation_rate=dilation)
+    upstream = tf.constant(np.random.default_rng(1).normal(size=reference.shape), tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, w])
+        ours = depthwise.shift_depthwise(x, w, (dilation, dilation), padding)
+        theirs = keras.ops.depthwise_conv(x, w, 1, padding, dilation_rate=dilation)
+        loss_ours = tf.reduce_sum(ours * upstream)
+        loss_theirs = tf.reduce_sum(theirs * upstream)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    for a, b in zip(tape.gradient(loss_ours, [x, w]), tape.gradient(loss_theirs, [x, w]),
+                    strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_every_implementation_matches_keras_on_jax():
+    pytest.importorskip("jax")
+    script = textwrap.dedent(
+        f"""
+        import json, os
+        os.environ["KERAS_BACKEND"] = "jax"
+        import jax, jax.numpy as jnp, keras, numpy as np
+        from kerastp.layers import depthwise
+        worst = {{}}
+        for kernel, dilation, padding in {CASES!r}:
+            rng = np.random.default_rng(0)
+            x = jnp.asarray(rng.normal(size=(2, 13, 11, 3)), "float32")
+            w = jnp.asarray(rng.normal(size=(kernel, kernel, 3, 1)), "float32")
+            ref = lambda x, w: keras.ops.depthwise_conv(x, w, 1, padding, dilation_rate=dilation)
+            g = jnp.asarray(rng.normal(size=ref(x, w).shape), "float32")
+            for name, fn in (("shift", depthwise.shift_depthwise),
+                             ("lax_dw_conv", depthwise.lax_depthwise)):
+                f = lambda x, w: fn(x, w, (dilation, dilation), padding)
+                value = float(jnp.abs(f(x, w) - ref(x, w)).max())
+                grads = [jax.grad(lambda x, w, h=h: jnp.sum(h(x, w) * g), argnums=(0, 1))(x, w)
+                         for h in (f, ref)]
+                grad = max(float(jnp.abs(a - b).max()) for a, b in zip(*grads))
+                worst[f"{{name}} k{{kernel}} d{{dilation}} {{padding}}"] = [value, grad]
+        print(json.dumps(worst))
+        """
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    worst = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(worst) == 2 * len(CASES)
+    for case, (value, grad) in worst.items():
+        assert value < 1e-5, case
+        assert grad < 1e-4, case
+
+
+def test_layer_keeps_keras_config_weights_and_outputs():
+    x, _ = _inputs(3)
+    ours = DepthwiseConv2D(7, padding="same", dilation_rate=3, bias_initializer="ones")
+    theirs = keras.layers.DepthwiseConv2D(7, padding="same", dilation_rate=3)
+    ours.build(x.shape)
+    theirs.build(x.shape)
+    theirs.set_weights(ours.get_weights())
+    assert {k: v for k, v in ours.get_config().items() if k != "name"} == {
+        k: v for k, v in theirs.get_config().items() if k != "name"
+    } | {"bias_initializer": ours.get_config()["bias_initializer"]}
+    expected = np.asarray(theirs(x))
+    for name in ("keras", "shift"):
+        set_depthwise_implementation(name)
+        np.testing.assert_allclose(np.asarray(ours(x)), expected, atol=1e-5, err_msg=name)
+
+
+def test_strided_or_multiplied_layers_fall_back_to_keras():
+    set_depthwise_implementation("shift")
+    assert DepthwiseConv2D(3, strides=2)._alternative() is None
+    assert DepthwiseConv2D(3, depth_multiplier=2)._alternative() is None
+    assert DepthwiseConv2D(3)._alternative() == "shift"
+
+
+def test_auto_uses_keras_off_the_measured_platforms():
+    assert depthwise.depthwise_implementation() == "keras"  # TensorFlow, CPU
+    assert depthwise.AUTO[("jax", "gpu", "float32")] == "shift"
+
+
+def test_unknown_implementation_is_named(monkeypatch):
+    with pytest.raises(ValueError, match="fastest"):
+        set_depthwise_implementation("fastest")
+    monkeypatch.setenv(depthwise.ENV_VAR, "cudnn")
+    with pytest.raises(ValueError, match="KERASTP_DEPTHWISE.*cudnn"):
+        depthwise.depthwise_implementation()
+    monkeypatch.setenv(depthwise.ENV_VAR, "shift")
+    assert depthwise.depthwise_implementation() == "shift"
