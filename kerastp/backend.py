@@ -6,6 +6,8 @@ import importlib
 import os
 import sys
 
+from kerastp.options import BACKENDS
+
 #: Set to 1 (or `kerastp --verbose`) to see TensorFlow's native log lines and warnings.
 VERBOSE_ENV_VAR = "KERASTP_VERBOSE"
 
@@ -72,8 +74,6 @@ def require_tensorflow():
     return tf
 
 
-#: Keras backends kerastp's models, layers, losses and `fit` run on.
-BACKENDS = ("tensorflow", "jax", "torch")
 
 _BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 _BACKEND_EXTRAS = {
@@ -89,6 +89,24 @@ def backend_name():
     if keras is not None and hasattr(keras, "backend"):
         return keras.backend.backend()
     return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+def select_backend(name):
+    """Makes Keras use backend `name` ("tensorflow", "jax", "torch"; None keeps
+    `KERAS_BACKEND`). Must run before Keras is imported; afterwards only the backend Keras
+    already runs on is accepted."""
+    if name is None:
+        return backend_name()
+    if name not in BACKENDS:
+        raise ValueError(f"`backend` must be one of {', '.join(BACKENDS)}, got {name!r}")
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "backend") and keras.backend.backend() != name:
+        raise ValueError(
+            f"Keras already runs on {keras.backend.backend()!r} in this process; start a new "
+            f"process with KERAS_BACKEND={name} (or --backend {name}) to use {name!r}"
+        )
+    os.environ["KERAS_BACKEND"] = name
+    return name
 
 
 def require_keras():

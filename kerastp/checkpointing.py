@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kerastp.backend import require_tensorflow
+from kerastp.backend import require_keras
 
-require_tensorflow()
+require_keras()
 
 import keras  # noqa: E402
 

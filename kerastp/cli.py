@@ -119,6 +119,10 @@ def _train_config(args):
 
 
 def cmd_train(args):
+    from kerastp.backend import require_keras, select_backend
+
+    select_backend(args.backend)
+    require_keras()  # a missing backend package is named before any work
     from kerastp.training import train
 
     result = train(_train_config(args))
@@ -365,6 +369,13 @@ def build_parser():
     _add_data_args(p, default="procedural")
     _add_array_training_args(p)
     p.add_argument("--run-dir", default=None, help="default runs/<preset>; rerun to resume")
+    p.add_argument(
+        "--backend",
+        choices=options.BACKENDS,
+        default=None,
+        help="Keras backend to train on (default: $KERAS_BACKEND, else tensorflow); export "
+        "a JAX or PyTorch run with `kerastp export`, which runs on TensorFlow",
+    )
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--steps-per-epoch", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
@@ -489,6 +500,7 @@ def build_parser():
 #: optional library, an export that failed its check. Reported like argparse's usage errors.
 _USAGE_ERRORS = (
     ValueError,
+    ImportError,
     FileNotFoundError,
     PermissionError,
     IsADirectoryError,

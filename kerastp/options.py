@@ -7,6 +7,8 @@ resolve their entries lazily), so `kerastp --help` stays instant.
 
 from kerastp import registry
 
+#: Keras backends kerastp's models and training run on (TensorFlow also exports).
+BACKENDS = ("tensorflow", "jax", "torch")
 #: Registered data sources (`kerastp.registry.SOURCES`): "procedural", "mnist", "radar", ...
 DATA_SOURCES = tuple(registry.SOURCES)
 #: The sources made of Moving MNIST digits (the fixed standard test set exists for these).

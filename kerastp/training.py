@@ -19,11 +19,9 @@ import json
 import time
 from pathlib import Path
 
-from kerastp.backend import require_tensorflow
+from kerastp.backend import require_keras
 
-require_tensorflow()
-
-import keras  # noqa: E402
+keras = require_keras()
 
 from kerastp import options, precision, registry, runs  # noqa: E402
 from kerastp.checkpointing import (  # noqa: E402
@@ -222,6 +220,15 @@ def train(config=None, callbacks=None, **kwargs):
     ...                eval_sequences=16, run_dir="/tmp/run")  # doctest: +SKIP
     """
     config = (config or TrainConfig(**kwargs)).resolved()
+    if keras.backend.backend() != "tensorflow":
+        if config.strategy is not None:
+            raise ValueError(
+                f"strategy={config.strategy!r} is tf.distribute, which needs the TensorFlow "
+                f"backend (Keras runs on {keras.backend.backend()!r}); on JAX use "
+                "keras.distribution.DataParallel (see the README), or leave strategy unset"
+            )
+        with precision.policy_scope(precision.policy_name(config.mixed_precision)):
+            return _train(config, callbacks, None)
     # The strategy first: MultiWorkerMirroredStrategy must exist before TensorFlow runs ops.
     strategy = make_strategy(config.strategy)
     if not is_chief(strategy):
@@ -233,6 +240,17 @@ def train(config=None, callbacks=None, **kwargs):
     with precision.policy_scope(precision.policy_name(config.mixed_precision)):
         with strategy.scope():
             return _train(config, callbacks, strategy)
+
+
+def _skip(data, batches):
+    """The stream without its first `batches` batches (a tf.data dataset or a kerastp
+    PyDataset, whose first pass then starts later)."""
+    if not batches:
+        return data
+    if hasattr(data, "skip_batches"):
+        data.skip_batches(batches)
+        return data
+    return data.skip(batches)
 
 
 def _shard_by_data(dataset):
@@ -366,7 +384,7 @@ def _train(config, callbacks, strategy):
         data, _ = source.training_stream(
             model, config.batch_size, config.steps_per_epoch, first_epoch, max(num_epochs, 1)
         )
-        data = data.skip(skip)
+        data = _skip(data, skip)
         if config.strategy is not None:
             data = _shard_by_data(data)
         history = model.fit(

@@ -203,3 +203,126 @@ def test_tensorflow_exports_a_jax_trained_model(jax_runs, tmp_path):
         path, sidecar = written[kind]
         assert path.exists() and sidecar["parity"]["passed"], kind
         assert sidecar["parity"]["max_abs_error"] <= 1e-4, kind
+
+
+def test_pydataset_skips_the_batches_a_resumed_epoch_took():
+    from kerastp.data.moving_mnist import moving_mnist_dataset
+    from kerastp.data.pydatasets import MovingMNISTPyDataset
+
+    tf_batches = list(moving_mnist_dataset("procedural", batch_size=8, num_sequences=40,
+                                           seed=2).as_numpy_iterator())
+    py = MovingMNISTPyDataset("procedural", batch_size=8, num_sequences=40, seed=2)
+    py.skip_batches(3)
+    assert len(py) == 2
+    np.testing.assert_array_equal(py[0][0], tf_batches[3][0])
+    np.testing.assert_array_equal(py[1][1], tf_batches[4][1])
+    py.on_epoch_end()
+    assert len(py) == 5  # the next pass is whole again
+
+
+def test_windows_pydataset_visits_every_window_once_per_pass_in_a_seeded_order():
+    from kerastp.data.pydatasets import WindowsPyDataset
+
+    past = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1, 1)
+    future = -past
+    stream = WindowsPyDataset(past, future, batch_size=3, seed=4)
+    assert len(stream) == 3
+    first = np.concatenate([stream[i][0] for i in range(3)]).ravel()
+    assert len(set(first)) == 9 and set(first) <= set(range(10))
+    np.testing.assert_array_equal(stream[0][1], -stream[0][0])  # pairs stay together
+    again = WindowsPyDataset(past, future, batch_size=3, seed=4)
+    np.testing.assert_array_equal(again[1][0], stream[1][0])
+    stream.on_epoch_end()
+    second = np.concatenate([stream[i][0] for i in range(3)]).ravel()
+    assert not np.array_equal(first, second)  # reshuffled
+    validation = WindowsPyDataset(past, future, batch_size=4, shuffle=False,
+                                  drop_remainder=False)
+    assert len(validation) == 3 and len(validation[2][0]) == 2
+    np.testing.assert_array_equal(
+        np.concatenate([validation[i][0] for i in range(3)]).ravel(), np.arange(10)
+    )
+    with pytest.raises(ValueError, match="no batch"):
+        WindowsPyDataset(past, future, batch_size=11)
+
+
+@pytest.mark.parametrize("backend", ["jax", pytest.param("torch", marks=pytest.mark.slow)])
+def test_cli_trains_on_another_backend_and_tensorflow_reloads_the_run(tmp_path, backend):
+    import importlib.util
+
+    from kerastp import saving
+
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("KERAS_BACKEND", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "kerastp", "train", "--backend", backend, "--preset",
+         "stlight_tiny", "--epochs", "2", "--steps-per-epoch", "3", "--eval-sequences", "8",
+         "--run-dir", str(tmp_path / "run"), "--verbose", "0"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["backend"] == backend
+    history = (tmp_path / "run" / "history.csv").read_text().strip().splitlines()
+    assert len(history) == 3  # header + two epochs
+    model = saving.load_model(tmp_path / "run")
+    assert model.predict(np.zeros((1, 10, 64, 64, 1), np.float32), verbose=0).shape == (
+        1, 10, 64, 64, 1,
+    )
+
+
+def test_tf_distribute_on_another_backend_is_refused_by_name(tmp_path):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    done = subprocess.run(
+        [sys.executable, "-m", "kerastp", "train", "--backend", "jax", "--strategy",
+         "mirrored", "--epochs", "1", "--steps-per-epoch", "2", "--run-dir",
+         str(tmp_path / "run")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert done.returncode == 2
+    assert "needs the TensorFlow backend" in done.stderr and "DataParallel" in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_backend_whose_package_is_missing_names_the_extra(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        pytest.skip("PyTorch is installed here")
+    done = subprocess.run(
+        [sys.executable, "-m", "kerastp", "train", "--backend", "torch", "--run-dir",
+         str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 2
+    assert "'torch' package" in done.stderr and "kerastp[torch]" in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_tiny_presets_fit_on_pytorch(tmp_path):
+    pytest.importorskip("torch")
+    env = dict(os.environ, KERAS_BACKEND="torch")
+    script = textwrap.dedent(
+        f"""
+        import json, numpy as np, keras
+        from kerastp import registry
+        assert keras.backend.backend() == "torch"
+        losses = {{}}
+        for name in {TINY!r}:
+            model = registry.build_model(name)
+            rng = np.random.default_rng(0)
+            past = rng.random((2, model.input_frames, *model.frame_shape), dtype=np.float32)
+            future = rng.random((2, model.output_frames, *model.frame_shape), dtype=np.float32)
+            model.compile(learning_rate=1e-3, total_steps=10)
+            history = model.fit(past, future, batch_size=2, epochs=1, verbose=0)
+            losses[name] = float(history.history["loss"][0])
+        print(json.dumps(losses))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    losses = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(losses) == set(TINY) and all(np.isfinite(v) for v in losses.values())

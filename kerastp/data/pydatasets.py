@@ -69,9 +69,12 @@ class MovingMNISTPyDataset(keras.utils.PyDataset):
         initial_epoch=0,
         num_digits=2,
         fresh_each_epoch=None,
+        drop_remainder=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.drop_remainder = bool(drop_remainder)
+        self._skip = 0
         if split not in _DATASET_SPLITS:
             raise ValueError(f"split must be one of {_DATASET_SPLITS}; received split={split!r}.")
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
@@ -83,7 +86,7 @@ class MovingMNISTPyDataset(keras.utils.PyDataset):
         image_size = check_int("image_size", image_size)
         if image_size <= DIGIT_SIZE:
             raise ValueError(f"image_size must exceed 28; received image_size={image_size}.")
-        if self.num_sequences < self.batch_size:
+        if self.drop_remainder and self.num_sequences < self.batch_size:
             raise ValueError(
                 f"num_sequences={num_sequences} is smaller than batch_size={batch_size}, "
                 "which would leave the dataset empty."
@@ -100,7 +103,14 @@ class MovingMNISTPyDataset(keras.utils.PyDataset):
         self._lock = threading.Lock()
 
     def __len__(self):
-        return self.num_sequences // self.batch_size
+        full = self.num_sequences // self.batch_size
+        if not self.drop_remainder and self.num_sequences % self.batch_size:
+            full += 1
+        return full - self._skip
+
+    def skip_batches(self, batches):
+        """Starts the current pass `batches` batches later (a resumed, interrupted epoch)."""
+        self._skip = check_int("batches", batches, minimum=0)
 
     def _chunk(self, epoch, chunk):
         key = (epoch, chunk)
@@ -121,7 +131,9 @@ class MovingMNISTPyDataset(keras.utils.PyDataset):
         if not 0 <= index < len(self):
             raise IndexError(f"batch index {index} out of range for {len(self)} batches")
         epoch = self.epoch
-        start, stop = index * self.batch_size, (index + 1) * self.batch_size
+        index += self._skip
+        start = index * self.batch_size
+        stop = min((index + 1) * self.batch_size, self.num_sequences)
         parts = []
         for chunk in range(start // _DATASET_CHUNK, (stop - 1) // _DATASET_CHUNK + 1):
             video = self._chunk(epoch, chunk)
@@ -131,5 +143,80 @@ class MovingMNISTPyDataset(keras.utils.PyDataset):
         return video[:, : self.input_frames], video[:, self.input_frames :]
 
     def on_epoch_end(self):
+        self._skip = 0
         if self.fresh_each_epoch:
             self.epoch += 1
+
+
+class WindowsPyDataset(keras.utils.PyDataset):
+    """Batches of in-memory `(past, future)` windows as a `keras.utils.PyDataset`.
+
+    The training stream of windowed sources (radar events, the user's arrays) on backends
+    without tf.data: each pass visits the windows in the order of
+    `np.random.default_rng([seed, pass])` (or in order with `shuffle=False`), `steps` batches
+    per pass (default: every full batch once; more than one pass's worth wraps around).
+    The order differs from the tf.data stream's (tf.data shuffles with its own generator).
+
+    Args:
+        past, future: arrays (N, T_in, H, W, C) and (N, T_out, H, W, C) in model scale.
+        batch_size: windows per batch.
+        seed: seed of the shuffling.
+        shuffle: reshuffle each pass.
+        steps: batches per pass; None: `N // batch_size` (all of them when not shuffled).
+        drop_remainder: drop a final partial batch (only when `steps` is None).
+        **kwargs: `keras.utils.PyDataset` arguments.
+    """
+
+    def __init__(self, past, future, batch_size, seed=0, shuffle=True, steps=None,
+                 drop_remainder=True, **kwargs):
+        super().__init__(**kwargs)
+        if len(past) != len(future) or not len(past):
+            raise ValueError(
+                f"`past` and `future` must hold the same non-zero number of windows, got "
+                f"{len(past)} and {len(future)}"
+            )
+        self.past, self.future = past, future
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.seed = check_int("seed", seed, minimum=0)
+        self.shuffle = bool(shuffle)
+        count = len(past)
+        if steps is None:
+            steps = count // self.batch_size if drop_remainder else -(-count // self.batch_size)
+        self.steps = check_int("steps", steps, minimum=1) if steps else 0
+        if not self.steps:
+            raise ValueError(
+                f"{count} windows make no batch of batch_size={batch_size}; lower the batch size"
+            )
+        self.epoch = 0
+        self._skip = 0
+
+    def __len__(self):
+        return self.steps - self._skip
+
+    def skip_batches(self, batches):
+        """Starts the current pass `batches` batches later."""
+        self._skip = check_int("batches", batches, minimum=0)
+
+    def _order(self):
+        count = len(self.past)
+        if not self.shuffle:
+            return np.arange(count)
+        return np.random.default_rng([self.seed, self.epoch]).permutation(count)
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch index {index} out of range for {len(self)} batches")
+        index += self._skip
+        order = self._order()
+        start = index * self.batch_size
+        if self.shuffle:  # more batches than one pass holds wrap around
+            positions = np.arange(start, start + self.batch_size) % len(order)
+        else:
+            positions = np.arange(start, min(start + self.batch_size, len(order)))
+        chosen = order[positions]
+        return (np.asarray(self.past[chosen], np.float32),
+                np.asarray(self.future[chosen], np.float32))
+
+    def on_epoch_end(self):
+        self._skip = 0
+        self.epoch += 1

@@ -5,7 +5,7 @@ training split only."""
 import numpy as np
 
 from kerastp.data import arrays
-from kerastp.data.sources.base import DataSource
+from kerastp.data.sources.base import DataSource, uses_tf_data
 from kerastp.options import NORMALIZATIONS, check_choice
 from kerastp.validation import positive_int
 
@@ -92,6 +92,12 @@ class ArraysSource(DataSource):
     def prepare(self, model):
         """Fits the normalisation on the training split (a fitted one is kept)."""
         if not self.fitted:
+            if not uses_tf_data():
+                _, _, self.normalization = arrays.prepare_arrays(
+                    self.frames(), "train", normalization=self.normalization,
+                    **self._windows(model),
+                )  # fmt: skip
+                return
             # The dataset is lazy: only the training split is read and fitted here.
             _, self.normalization = arrays.array_dataset(
                 self.frames(), "train", normalization=self.normalization, **self._windows(model)
@@ -125,6 +131,13 @@ class ArraysSource(DataSource):
         return self._fitted().inverse(np.asarray(values, np.float32))
 
     def training_stream(self, model, batch_size, steps_per_epoch, first_epoch=0, num_epochs=1):
+        if not uses_tf_data():
+            from kerastp.data.pydatasets import WindowsPyDataset
+
+            past, future = self.split_arrays(model, "train")
+            stream = WindowsPyDataset(past, future, batch_size, seed=self.seed)
+            stream.steps = steps_per_epoch or stream.steps
+            return stream, stream.steps
         key = (batch_size, steps_per_epoch)
         if self._train is None or self._train[0] != key:
             dataset, _ = arrays.array_dataset(
@@ -143,6 +156,12 @@ class ArraysSource(DataSource):
         return self._train[1], self._train[2]
 
     def validation_stream(self, model, batch_size, num_sequences):
+        if not uses_tf_data():
+            from kerastp.data.pydatasets import WindowsPyDataset
+
+            past, future = self.split_arrays(model, "val")
+            return WindowsPyDataset(past, future, batch_size, shuffle=False,
+                                    drop_remainder=False)
         dataset, _ = arrays.array_dataset(
             self.frames(),
             "val",

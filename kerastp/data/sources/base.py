@@ -9,7 +9,19 @@ own Zarr store, say) is one file subclassing `DataSource` and one line there.
 """
 
 
+import os
+import sys
+
 import numpy as np
+
+
+def uses_tf_data():
+    """True when Keras runs on TensorFlow: streams are tf.data datasets; on JAX and PyTorch
+    they are `keras.utils.PyDataset`s (`kerastp.data.pydatasets`)."""
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "backend"):
+        return keras.backend.backend() == "tensorflow"
+    return os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
 
 #: The `TrainConfig` fields (and `config.json` keys) a source may read.
 CONFIG_KEYS = (

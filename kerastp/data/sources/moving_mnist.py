@@ -4,7 +4,7 @@ MNIST digits), both scored on the fixed, seeded 10,000-sequence standard test se
 import numpy as np
 
 from kerastp import data
-from kerastp.data.sources.base import DataSource
+from kerastp.data.sources.base import DataSource, uses_tf_data
 from kerastp.validation import positive_int
 
 #: Sequences of one training epoch in the Moving MNIST protocol.
@@ -78,7 +78,30 @@ class MovingMnistSource(DataSource):
             **kwargs,
         )
 
+    def _pydataset(self, model, split, batch_size, num_sequences, **kwargs):
+        from kerastp.data.pydatasets import MovingMNISTPyDataset
+
+        return MovingMNISTPyDataset(
+            self.name,
+            split,
+            batch_size=batch_size,
+            input_frames=model.input_frames,
+            output_frames=model.output_frames,
+            image_size=model.height,
+            num_sequences=num_sequences,
+            seed=self.seed,
+            path=self.mnist_path,
+            **kwargs,
+        )
+
     def training_stream(self, model, batch_size, steps_per_epoch, first_epoch=0, num_epochs=1):
+        if not uses_tf_data():
+            # The same seeded stream: data epoch first_epoch + k in fit epoch k.
+            stream = self._pydataset(
+                model, "train", batch_size, steps_per_epoch * batch_size,
+                initial_epoch=first_epoch,
+            )  # fmt: skip
+            return stream, steps_per_epoch
         # Epochs first_epoch .. + num_epochs - 1 of the seeded stream, back to back.
         dataset = self._dataset(
             model,
@@ -91,11 +114,20 @@ class MovingMnistSource(DataSource):
         return dataset, steps_per_epoch
 
     def validation_stream(self, model, batch_size, num_sequences):
+        if not uses_tf_data():
+            return self._pydataset(
+                model, "val", min(batch_size, num_sequences), num_sequences,
+                drop_remainder=False,
+            )  # fmt: skip
         return self._dataset(
             model, "val", min(batch_size, num_sequences), num_sequences, drop_remainder=False
         )
 
     def _pairs(self, model, split, num_sequences, seed=0):
+        if not uses_tf_data():
+            stream = self._pydataset(model, split, num_sequences, num_sequences)
+            stream.seed = seed
+            return stream[0]
         dataset = data.moving_mnist_dataset(
             self.name,
             split,

@@ -5,7 +5,7 @@ import numpy as np
 
 from kerastp import registry
 from kerastp.data import radar
-from kerastp.data.sources.base import DataSource
+from kerastp.data.sources.base import DataSource, uses_tf_data
 from kerastp.options import RADAR_RESOLUTIONS, check_choice
 
 #: The radar nowcasting protocol (`../shared/data/radar/README.md`): 6 frames in, 12 out.
@@ -93,6 +93,19 @@ class RadarSource(DataSource):
         }
 
     def training_stream(self, model, batch_size, steps_per_epoch, first_epoch=0, num_epochs=1):
+        if not uses_tf_data():
+            from kerastp.data.pydatasets import WindowsPyDataset
+
+            past, future = radar.radar_arrays("train", **self._common(model))
+            stream = WindowsPyDataset(past, future, batch_size, seed=self.seed)
+            if steps_per_epoch and steps_per_epoch > stream.steps:
+                raise ValueError(
+                    f"`steps_per_epoch`={steps_per_epoch} exceeds the {stream.steps} batches "
+                    f"of radar training windows at batch_size={batch_size}; leave it unset "
+                    "for one pass"
+                )
+            stream.steps = steps_per_epoch or stream.steps
+            return stream, stream.steps
         # One dataset for the whole run: Keras iterates the windows once per epoch and they
         # reshuffle every pass (a resumed run restarts that seeded sequence).
         key = (batch_size, steps_per_epoch)
@@ -113,6 +126,12 @@ class RadarSource(DataSource):
         return self._train[1], self._train[2]
 
     def validation_stream(self, model, batch_size, num_sequences):
+        if not uses_tf_data():
+            from kerastp.data.pydatasets import WindowsPyDataset
+
+            past, future = radar.radar_arrays("val", **self._common(model))
+            return WindowsPyDataset(past, future, batch_size, shuffle=False,
+                                    drop_remainder=False)
         return radar.radar_dataset(
             "val", shuffle=False, batch_size=batch_size, **self._common(model)
         )
