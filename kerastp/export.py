@@ -89,7 +89,7 @@ def _parity(expected, got, tolerance, batch_sizes, kind):
     return result
 
 
-def _sidecar(model, kind, path, parity, preset, data_scale, extra):
+def _sidecar(model, kind, path, parity, preset, data_scale, extra, training_backend=None):
     payload = {
         "artifact": kind,
         "path": Path(path).name,
@@ -102,6 +102,8 @@ def _sidecar(model, kind, path, parity, preset, data_scale, extra):
             "outputs": {OUTPUT_NAME: [None, model.output_frames, *model.frame_shape]},
         },
         "data_scale": data_scale or DEFAULT_DATA_SCALE,
+        # The Keras backend that trained the weights (the export itself runs on TensorFlow).
+        "training_backend": training_backend or keras.backend.backend(),
         "parity": parity,
         "versions": versions(),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -111,7 +113,7 @@ def _sidecar(model, kind, path, parity, preset, data_scale, extra):
     return payload
 
 
-def export_keras(model, path, *, preset=None, data_scale=None, probe=None):
+def export_keras(model, path, *, preset=None, data_scale=None, probe=None, training_backend=None):
     """Saves a `.keras` file, reloads it and checks it reproduces the model.
 
     Args:
@@ -120,6 +122,8 @@ def export_keras(model, path, *, preset=None, data_scale=None, probe=None):
         preset: str or None, recorded in the sidecar.
         data_scale: dict or None, what the model's numbers mean (sidecar).
         probe: (B, T_in, H, W, C) float32 frames to compare on; seeded noise by default.
+        training_backend: the Keras backend that trained the weights, recorded in the
+            sidecar; default the one running now.
 
     Returns:
         The sidecar dict.
@@ -140,7 +144,7 @@ def export_keras(model, path, *, preset=None, data_scale=None, probe=None):
         replace(tmp, path)
     finally:
         remove(tmp_dir)
-    return _sidecar(model, "keras", path, parity, preset, data_scale, None)
+    return _sidecar(model, "keras", path, parity, preset, data_scale, None, training_backend)
 
 
 def _write_saved_model(model, directory):
@@ -160,7 +164,9 @@ def _write_saved_model(model, directory):
         archive.write_out(os.fspath(directory), verbose=False)
 
 
-def export_saved_model(model, path, *, preset=None, data_scale=None, probe=None):
+def export_saved_model(
+    model, path, *, preset=None, data_scale=None, probe=None, training_backend=None
+):
     """Writes a SavedModel for serving and verifies it at two batch sizes.
 
     The `serving_default` signature takes `frames` (None, T_in, H, W, C) float32 and returns
@@ -196,7 +202,9 @@ def export_saved_model(model, path, *, preset=None, data_scale=None, probe=None)
         replace(tmp, path)
     finally:
         remove(tmp)
-    return _sidecar(model, "saved_model", path, parity, preset, data_scale, None)
+    return _sidecar(
+        model, "saved_model", path, parity, preset, data_scale, None, training_backend
+    )
 
 
 #: TFLite conversions: float32, float16 weights, dynamic-range int8 weights, full int8
@@ -335,6 +343,7 @@ def export_tflite(
     preset=None,
     data_scale=None,
     probe=None,
+    training_backend=None,
 ):
     """Writes a TFLite model (builtin ops only) and verifies it with LiteRT before keeping it.
 
@@ -417,7 +426,7 @@ def export_tflite(
     finally:
         remove(tmp_dir)
     extra = {"ops": forecaster.ops, "quantization": quantize, "bytes": len(content)}
-    return _sidecar(model, "tflite", path, parity, preset, data_scale, extra)
+    return _sidecar(model, "tflite", path, parity, preset, data_scale, extra, training_backend)
 
 
 def _predict_in_batches(predict, past, batch_size=16):
@@ -555,6 +564,8 @@ def export_artifacts(
     record = RunRecord.of(model_path)
     preset = record.preset
     data_scale = record.data_scale
+    # A bare .keras file does not say which backend trained it; a run directory does.
+    trained_on = getattr(record, "training_backend", None) or "unknown"
     name = name or preset or Path(model_path).stem
     targets = _targets(name, saved_model_dir, tflite_dir)
     # Everything the exports need is gathered before the first artifact is written.
@@ -568,7 +579,13 @@ def export_artifacts(
     for kind in ("keras", "saved_model"):
         if kind in formats:
             exporter, path = targets[kind]
-            written[kind] = (path, exporter(model, path, preset=preset, data_scale=data_scale))
+            written[kind] = (
+                path,
+                exporter(
+                    model, path, preset=preset, data_scale=data_scale,
+                    training_backend=trained_on,
+                ),
+            )  # fmt: skip
     if "tflite" in formats:
         path = targets["tflite"][1]
         if quantize != "none" and not name.endswith(f"_{quantize}"):
@@ -584,6 +601,7 @@ def export_artifacts(
                 max_metric_increase=max_metric_increase,
                 preset=preset,
                 data_scale=data_scale,
+                training_backend=trained_on,
             ),
         )
     return written

@@ -270,6 +270,12 @@ def test_cli_trains_on_another_backend_and_tensorflow_reloads_the_run(tmp_path, 
     assert model.predict(np.zeros((1, 10, 64, 64, 1), np.float32), verbose=0).shape == (
         1, 10, 64, 64, 1,
     )
+    # TensorFlow exports the run; the sidecar says which backend trained it.
+    from kerastp.export import export_artifacts
+
+    written = export_artifacts(tmp_path / "run", formats=("tflite",), tflite_dir=str(tmp_path))
+    path, sidecar = written["tflite"]
+    assert sidecar["training_backend"] == backend and sidecar["parity"]["passed"]
 
 
 def test_tf_distribute_on_another_backend_is_refused_by_name(tmp_path):
