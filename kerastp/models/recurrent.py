@@ -48,12 +48,14 @@ class PatchRecurrentForecaster(Forecaster):
 
     Training follows OpenSTL:
 
-    - scheduled sampling (`scheduled_sampling=True`): in `train_step`, each decoder input is
+    - scheduled sampling (`scheduled_sampling=True`): in training, each decoder input is
       the true future frame with probability `eta` and the model's own prediction otherwise,
       drawn per sequence and step; `eta` falls linearly from `sampling_start_value` by
       `sampling_changing_rate` per optimizer step and is 0 from `sampling_stop_iter` on (see
-      `scheduled_sampling_eta`). Inference (`training=False`, `predict`, exports) always
-      feeds predictions back;
+      `scheduled_sampling_eta`). TensorFlow draws the teacher inputs in `train_step`; JAX
+      and PyTorch in `compute_loss`, which recomputes the forecast with them (the step
+      count is the sampling seed's state, advanced by one per step). Inference
+      (`training=False`, `predict`, exports) always feeds predictions back;
     - `supervise_inputs=True`: OpenSTL's loss is the MSE over all `T_in + T_out - 1`
       predicted frames, including the one-step predictions of input frames 2..T_in. Those
       are added with `add_loss` (MSE, weight `(T_in - 1) / T_out`, so that the total is
@@ -228,9 +230,30 @@ class PatchRecurrentForecaster(Forecaster):
         mask = ops.cast(draws < self.sampling_eta(iterations), self.compute_dtype)
         return self.patchify(future[:, :-1]), mask
 
+    if keras.backend.backend() != "tensorflow":
+        # JAX and PyTorch: the loss recomputes the forecast with the teacher inputs (the
+        # targets are known there, not in `call`). The step count comes from the sampling
+        # seed's state, which each step's draw advances by exactly one (Keras' ordered
+        # seed increment), so eta and the draws follow the optimizer steps as on TensorFlow.
+
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            if training and y is not None:
+                # A copy: PyTorch's variable is updated in place by the draw.
+                steps = ops.copy(self.sampling_seed.state.value)[1]
+                teacher = self.teacher_inputs(y, steps)
+                if teacher is not None:
+                    object.__setattr__(self, "_teacher", teacher)
+                    try:
+                        y_pred = self(x, training=True)
+                    finally:
+                        object.__setattr__(self, "_teacher", None)
+            return super().compute_loss(
+                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+            )
+
     if keras.backend.backend() == "tensorflow":
-        # Scheduled sampling needs the targets before the forward pass; on JAX and PyTorch
-        # (other train-step signatures) the decoder feeds back its own predictions.
+        # Scheduled sampling needs the targets before the forward pass: Keras' TensorFlow
+        # train step with the teacher inputs drawn first.
 
         def train_step(self, data):
             """Keras' train step with OpenSTL's scheduled sampling on the decoder inputs."""
