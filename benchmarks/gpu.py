@@ -100,11 +100,10 @@ def micro(batch, size, d, dtype, implementations, reps):
     for kernel, dilation in ((3, 1), (7, 3)):
         w = jnp.asarray(rng.normal(size=(kernel, kernel, d, 1)) * 0.1, dtype)
         for name in implementations:
-            depthwise.set_depthwise_implementation(name)
 
-            def loss(x, w, dilation=dilation):
-                layer_out = _apply(x, w, dilation)
-                return jnp.sum(layer_out.astype(jnp.float32) ** 2)
+            def loss(x, w, dilation=dilation, name=name):
+                out = depthwise.depthwise_conv(x, w, (dilation, dilation), "same", name)
+                return jnp.sum(out.astype(jnp.float32) ** 2)
 
             step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
             start = time.perf_counter()
@@ -120,21 +119,7 @@ def micro(batch, size, d, dtype, implementations, reps):
                             "dilation": dilation, "dtype": dtype, "batch": batch,
                             "shape": [batch, size, size, d], "ms": round(seconds * 1e3, 3),
                             "compile_s": round(compile_s, 2)})
-    depthwise.set_depthwise_implementation(None)
     return records
-
-
-def _apply(x, w, dilation):
-    from keras import ops
-
-    from kerastp.layers import depthwise
-
-    name = depthwise.depthwise_implementation()
-    if name == "shift":
-        return depthwise.shift_depthwise(x, w, (dilation, dilation), "same")
-    if name == "lax_dw_conv":
-        return depthwise.lax_depthwise(x, w, (dilation, dilation), "same")
-    return ops.depthwise_conv(x, w, 1, "same", dilation_rate=dilation)
 
 
 def fastest(records, dtype):
@@ -228,7 +213,7 @@ def main(argv=None):
     ap.add_argument("--dtypes", default="float32,bfloat16")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--micro-reps", type=int, default=20)
-    ap.add_argument("--implementations", default="keras,shift,lax_dw_conv")
+    ap.add_argument("--implementations", default="keras,shift")
     ap.add_argument("--baseline-batches", default="16",
                     help="batches also measured with Keras' own depth-wise convolution")
     ap.add_argument("--torch-timeout", type=float, default=300)

@@ -26,6 +26,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 RECIPES = {
@@ -54,18 +55,16 @@ RECIPES = {
 }
 
 
-class Deadline:
-    """A Keras callback that stops training once the wall clock passes `deadline`."""
+class Deadline(keras.callbacks.Callback):
+    """Stops training once the wall clock (`time.time()`) passes `deadline`."""
 
-    def __new__(cls, deadline):
-        import keras
+    def __init__(self, deadline):
+        super().__init__()
+        self.deadline = deadline
 
-        class _Deadline(keras.callbacks.Callback):
-            def on_train_batch_end(self, batch, logs=None):
-                if time.time() > deadline:
-                    self.model.stop_training = True
-
-        return _Deadline()
+    def on_train_batch_end(self, batch, logs=None):
+        if time.time() > self.deadline:
+            self.model.stop_training = True
 
 
 def hardware():
@@ -81,17 +80,16 @@ def hardware():
 
 
 def score(model, sequences, batch=100):
-    """OpenSTL's per-frame MSE and MAE (sums over pixels, frames in [0, 1], clipped)."""
-    squared, absolute = [], []
+    """OpenSTL's metrics (`kerastp.evaluation.frames.ForecastEvaluator`) on `sequences`."""
+    from kerastp.evaluation.frames import ForecastEvaluator
+
+    evaluator = ForecastEvaluator()
     for start in range(0, len(sequences), batch):
         video = np.asarray(sequences[start : start + batch], np.float32) / 255.0
-        pred = np.clip(np.asarray(model.predict(video[:, :10], verbose=0)), 0, 1)
-        error = pred - video[:, 10:]
-        squared.append((error**2).sum(axis=(2, 3, 4)))
-        absolute.append(np.abs(error).sum(axis=(2, 3, 4)))
-    return {"mse": round(float(np.concatenate(squared).mean()), 3),
-            "mae": round(float(np.concatenate(absolute).mean()), 3),
-            "per_frame_mse": [round(float(v), 3) for v in np.concatenate(squared).mean(0)]}
+        evaluator.update(video[:, 10:], np.asarray(model.predict(video[:, :10], verbose=0)))
+    result = evaluator.result()
+    return {"mse": result["mse"], "mae": result["mae"], "ssim": result["ssim"],
+            "psnr": result["psnr"], "per_frame_mse": result["mse_per_frame"]}
 
 
 def main(argv=None):
@@ -113,8 +111,6 @@ def main(argv=None):
     args = ap.parse_args(argv)
     start = time.time()
     deadline = start + args.minutes * 60 if args.minutes else None
-
-    import keras
 
     from kerastp.data.pydatasets import MovingMNISTPyDataset
     from kerastp.data.standard_set import standard_test_set

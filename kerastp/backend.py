@@ -75,7 +75,6 @@ def require_tensorflow():
 
 
 
-_BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 _BACKEND_EXTRAS = {
     "tensorflow": "`pip install 'kerastp[cpu]'` (or `kerastp[gpu]` for NVIDIA GPUs)",
     "jax": "`pip install 'kerastp[jax]'` (or `kerastp[jax-cuda]` for NVIDIA GPUs)",
@@ -128,10 +127,10 @@ def require_keras():
         require_tensorflow()
     else:
         try:
-            importlib.import_module(_BACKEND_PACKAGES[backend])
+            importlib.import_module(backend)  # each backend's package has its name
         except ImportError as error:
             raise ImportError(
-                f"KERAS_BACKEND={backend!r} needs the {_BACKEND_PACKAGES[backend]!r} package, "
+                f"KERAS_BACKEND={backend!r} needs the {backend!r} package, "
                 f"which is not installed. Install it with {_BACKEND_EXTRAS[backend]}."
             ) from error
     import keras

@@ -203,6 +203,47 @@ def source_digits(source, split, path=None):
     return procedural_digits(_PROCEDURAL_POOL_SIZE, seed)
 
 
+class _StreamPlan:
+    """The checked settings of a seeded Moving MNIST stream and how it draws its sequences,
+    shared by the tf.data stream (`moving_mnist_dataset`) and the PyDataset one
+    (`kerastp.data.pydatasets.MovingMNISTPyDataset`), so both yield the same batches."""
+
+    def __init__(self, source, split, batch_size, input_frames, output_frames, image_size,
+                 num_sequences, seed, path, initial_epoch, num_digits, fresh_each_epoch,
+                 drop_remainder):
+        if split not in _DATASET_SPLITS:
+            raise ValueError(
+                f"split must be one of {_DATASET_SPLITS}; received split={split!r}."
+            )
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.input_frames = check_int("input_frames", input_frames, minimum=1)
+        self.output_frames = check_int("output_frames", output_frames, minimum=1)
+        self.num_sequences = check_int("num_sequences", num_sequences, minimum=1)
+        self.seed = check_int("seed", seed, minimum=0)
+        self.initial_epoch = check_int("initial_epoch", initial_epoch, minimum=0)
+        if drop_remainder and self.num_sequences < self.batch_size:
+            raise ValueError(
+                f"num_sequences={num_sequences} is smaller than batch_size={batch_size} with "
+                "drop_remainder=True, which would leave the dataset empty."
+            )
+        self.image_size = check_int("image_size", image_size)
+        if self.image_size <= DIGIT_SIZE:
+            raise ValueError(f"image_size must exceed 28; received image_size={image_size}.")
+        self.fresh_each_epoch = split == "train" if fresh_each_epoch is None else fresh_each_epoch
+        self.frames = self.input_frames + self.output_frames
+        self.stream = _SPLIT_STREAM[split]
+        self.generator = MovingMNIST(
+            source_digits(source, split, path), self.image_size, num_digits, self.frames
+        )
+        self.num_chunks = -(-self.num_sequences // _DATASET_CHUNK)
+
+    def chunk(self, epoch, chunk):
+        """Sequences of chunk `chunk` of data epoch `epoch`: uint8 (<= 256, T, H, W, 1)."""
+        rng = np.random.default_rng([self.seed, epoch, chunk, self.stream])
+        video = self.generator.generate(_DATASET_CHUNK, rng)
+        return video[: self.num_sequences - chunk * _DATASET_CHUNK]
+
+
 def moving_mnist_dataset(
     source="mnist",
     split="train",
@@ -267,38 +308,23 @@ def moving_mnist_dataset(
     >>> [tuple(s.shape) for s in ds.element_spec]
     [(2, 10, 64, 64, 1), (2, 10, 64, 64, 1)]
     """
-    if split not in _DATASET_SPLITS:
-        raise ValueError(f"split must be one of {_DATASET_SPLITS}; received split={split!r}.")
-    batch_size = check_int("batch_size", batch_size, minimum=1)
-    input_frames = check_int("input_frames", input_frames, minimum=1)
-    output_frames = check_int("output_frames", output_frames, minimum=1)
-    num_sequences = check_int("num_sequences", num_sequences, minimum=1)
-    seed = check_int("seed", seed, minimum=0)
-    initial_epoch = check_int("initial_epoch", initial_epoch, minimum=0)
     if num_epochs is not None:
         num_epochs = check_int("num_epochs", num_epochs, minimum=1)
-    if drop_remainder and num_sequences < batch_size:
-        raise ValueError(
-            f"num_sequences={num_sequences} is smaller than batch_size={batch_size} with "
-            "drop_remainder=True, which would leave the dataset empty."
-        )
-    image_size = check_int("image_size", image_size)
-    if image_size <= DIGIT_SIZE:
-        raise ValueError(f"image_size must exceed 28; received image_size={image_size}.")
-    if fresh_each_epoch is None:
-        fresh_each_epoch = split == "train"
-    frames = input_frames + output_frames
-    stream = _SPLIT_STREAM[split]
-    digits = source_digits(source, split, path)
-    generator = MovingMNIST(digits, image_size, num_digits, frames)
+    plan = _StreamPlan(source, split, batch_size, input_frames, output_frames, image_size,
+                       num_sequences, seed, path, initial_epoch, num_digits, fresh_each_epoch,
+                       drop_remainder)
+    batch_size, num_sequences, initial_epoch = (
+        plan.batch_size, plan.num_sequences, plan.initial_epoch
+    )
+    input_frames, frames, image_size = plan.input_frames, plan.frames, plan.image_size
+    fresh_each_epoch = plan.fresh_each_epoch
 
     from kerastp.backend import require_tensorflow
 
     tf = require_tensorflow()
     state = {"epoch": initial_epoch}
     lock = threading.Lock()
-    chunk_size = _DATASET_CHUNK
-    num_chunks = -(-num_sequences // chunk_size)
+    num_chunks = plan.num_chunks
 
     def next_epoch():
         with lock:
@@ -308,9 +334,7 @@ def moving_mnist_dataset(
         return np.int64(epoch)
 
     def chunk_sequences(epoch, chunk):
-        epoch, chunk = int(epoch), int(chunk)
-        rng = np.random.default_rng([seed, epoch, chunk, stream])
-        return generator.generate(chunk_size, rng)[: num_sequences - chunk * chunk_size]
+        return plan.chunk(int(epoch), int(chunk))
 
     def epoch_batches(epoch):
         # The epoch's sequences, chunk after chunk, batched across chunk boundaries.

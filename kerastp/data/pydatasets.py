@@ -11,14 +11,7 @@ import threading
 import numpy as np
 
 from kerastp.backend import require_keras
-from kerastp.data.moving_mnist import (
-    _DATASET_CHUNK,
-    _DATASET_SPLITS,
-    _SPLIT_STREAM,
-    DIGIT_SIZE,
-    MovingMNIST,
-    source_digits,
-)
+from kerastp.data.moving_mnist import _DATASET_CHUNK, _StreamPlan
 from kerastp.validation import check_int
 
 keras = require_keras()
@@ -73,32 +66,14 @@ class MovingMNISTPyDataset(keras.utils.PyDataset):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.plan = _StreamPlan(source, split, batch_size, input_frames, output_frames,
+                                image_size, num_sequences, seed, path, initial_epoch,
+                                num_digits, fresh_each_epoch, drop_remainder)
+        self.batch_size, self.num_sequences = self.plan.batch_size, self.plan.num_sequences
+        self.input_frames = self.plan.input_frames
+        self.epoch = self.plan.initial_epoch
         self.drop_remainder = bool(drop_remainder)
         self._skip = 0
-        if split not in _DATASET_SPLITS:
-            raise ValueError(f"split must be one of {_DATASET_SPLITS}; received split={split!r}.")
-        self.batch_size = check_int("batch_size", batch_size, minimum=1)
-        self.input_frames = check_int("input_frames", input_frames, minimum=1)
-        self.output_frames = check_int("output_frames", output_frames, minimum=1)
-        self.num_sequences = check_int("num_sequences", num_sequences, minimum=1)
-        self.seed = check_int("seed", seed, minimum=0)
-        self.epoch = check_int("initial_epoch", initial_epoch, minimum=0)
-        image_size = check_int("image_size", image_size)
-        if image_size <= DIGIT_SIZE:
-            raise ValueError(f"image_size must exceed 28; received image_size={image_size}.")
-        if self.drop_remainder and self.num_sequences < self.batch_size:
-            raise ValueError(
-                f"num_sequences={num_sequences} is smaller than batch_size={batch_size}, "
-                "which would leave the dataset empty."
-            )
-        self.fresh_each_epoch = split == "train" if fresh_each_epoch is None else fresh_each_epoch
-        self.stream = _SPLIT_STREAM[split]
-        self.generator = MovingMNIST(
-            source_digits(source, split, path),
-            image_size,
-            num_digits,
-            self.input_frames + self.output_frames,
-        )
         self._cache = {}
         self._lock = threading.Lock()
 
@@ -117,9 +92,7 @@ class MovingMNISTPyDataset(keras.utils.PyDataset):
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
-        rng = np.random.default_rng([self.seed, epoch, chunk, self.stream])
-        size = min(_DATASET_CHUNK, self.num_sequences - chunk * _DATASET_CHUNK)
-        video = self.generator.generate(_DATASET_CHUNK, rng)[:size]
+        video = self.plan.chunk(epoch, chunk)
         with self._lock:
             # Keep the few chunks that batches in flight may still need.
             for old in [k for k in self._cache if k[0] != epoch or k[1] < chunk - 2]:
@@ -144,7 +117,7 @@ class MovingMNISTPyDataset(keras.utils.PyDataset):
 
     def on_epoch_end(self):
         self._skip = 0
-        if self.fresh_each_epoch:
+        if self.plan.fresh_each_epoch:
             self.epoch += 1
 
 

@@ -12,9 +12,6 @@ config and picks the form per backend:
 - ``"shift"``: the sum over the k*k taps of a shifted input times a per-channel weight
   (`keras.ops` only, any backend). XLA fuses it into elementwise loops, and the weight
   gradient becomes k*k reductions;
-- ``"lax_dw_conv"`` (JAX): `lax.conv_general_dilated` forward and input gradient, with the
-  weight gradient written as a *forward* grouped convolution (channels as groups, batch as
-  the contracted feature axis) instead of a batch-grouped one.
 
 Only stride 1, depth multiplier 1 and "same"/"valid" padding take the alternative paths; any
 other setting falls back to ``"keras"``. `KERASTP_DEPTHWISE` (environment) or
@@ -25,7 +22,9 @@ Measured (benchmarks/results/gpu/race.md; H200, Keras 3.15.1 on JAX 0.11.2, one 
 STLight-XS trains at 301 samples/s in float32 at batch 16 with ``"shift"`` against 86 with
 ``"keras"`` (PyTorch reference: 294); one 7x7, dilation-3 depth-wise convolution on
 (16, 32, 32, 800), forward and backward, takes 2.07 ms as ``"shift"`` and 10.34 ms as
-``"keras"`` in float32, but 8.28 against 3.28 ms in bfloat16, where Keras' form stays.
+``"keras"`` in float32, but 8.28 against 3.28 ms in bfloat16, where Keras' form stays. A
+third form raced then (a custom-gradient `lax` convolution with the weight gradient as a
+forward grouped convolution) was slower than both everywhere (12.8 ms) and was dropped.
 """
 
 import os
@@ -33,7 +32,7 @@ import os
 import keras
 from keras import ops
 
-IMPLEMENTATIONS = ("auto", "keras", "shift", "lax_dw_conv")
+IMPLEMENTATIONS = ("auto", "keras", "shift")
 ENV_VAR = "KERASTP_DEPTHWISE"
 
 #: (backend, platform, compute dtype) -> implementation used by "auto"; measured by
@@ -75,8 +74,6 @@ def depthwise_implementation(dtype="float32"):
         )
     if name == "auto":
         name = AUTO.get((keras.backend.backend(), _platform(), dtype), "keras")
-    if name == "lax_dw_conv" and keras.backend.backend() != "jax":
-        name = "keras"
     return name
 
 
@@ -114,100 +111,19 @@ def shift_depthwise(inputs, kernel, dilation, padding):
     return outputs
 
 
-def _lax_dw_conv():
-    """Builds the JAX custom-gradient depth-wise convolution (imported only on JAX)."""
-    import jax
-    from jax import lax
-    from jax import numpy as jnp
+def depthwise_conv(inputs, kernel, dilation=(1, 1), padding="same", implementation="keras"):
+    """A stride-1, depth-multiplier-1 depth-wise convolution in the given form.
 
-    numbers = ("NHWC", "HWIO", "NHWC")
-
-    def forward(x, w, dilation, pads):
-        return lax.conv_general_dilated(
-            x,
-            w,
-            (1, 1),
-            pads,
-            rhs_dilation=dilation,
-            dimension_numbers=numbers,
-            feature_group_count=x.shape[-1],
-        )
-
-    def make(dilation, pads):
-        (dh, dw) = dilation
-
-        @jax.custom_vjp
-        def f(x, w):
-            return forward(x, w, dilation, pads)
-
-        def f_fwd(x, w):
-            return forward(x, w, dilation, pads), (x, w)
-
-        def f_bwd(residuals, grad):
-            x, w = residuals
-            kh, kw = w.shape[0], w.shape[1]
-            batch, height, width, channels = x.shape
-            out_h, out_w = grad.shape[1], grad.shape[2]
-            # Input gradient: the transposed convolution, a grouped convolution of the output
-            # gradient with the flipped kernel (padding mirrored).
-            flipped = w[::-1, ::-1]
-            back_pads = [
-                (dh * (kh - 1) - pads[0][0], height - out_h + pads[0][0]),
-                (dw * (kw - 1) - pads[1][0], width - out_w + pads[1][0]),
-            ]
-            grad_x = lax.conv_general_dilated(
-                grad,
-                flipped,
-                (1, 1),
-                back_pads,
-                rhs_dilation=dilation,
-                dimension_numbers=numbers,
-                feature_group_count=channels,
-            )
-            # Weight gradient as a forward grouped convolution: channels are the groups, the
-            # batch is the contracted feature axis, the output gradient is the "kernel" and
-            # the taps are strided by the dilation.
-            padded = jnp.pad(x, [(0, 0), pads[0], pads[1], (0, 0)])
-            lhs = jnp.transpose(padded, (1, 2, 3, 0)).reshape(
-                1, padded.shape[1], padded.shape[2], channels * batch
-            )
-            rhs = jnp.transpose(grad, (1, 2, 0, 3))  # (out_h, out_w, B, C)
-            grad_w = lax.conv_general_dilated(
-                lhs,
-                rhs,
-                (dh, dw),
-                "VALID",
-                dimension_numbers=numbers,
-                feature_group_count=channels,
-                preferred_element_type=jnp.float32,
-            )  # (1, kh, kw, C)
-            grad_w = grad_w[0, :kh, :kw, :, None].astype(w.dtype)
-            return grad_x.astype(x.dtype), jnp.transpose(grad_w, (0, 1, 3, 2))
-
-        f.defvjp(f_fwd, f_bwd)
-        return f
-
-    return make
-
-
-_LAX = {}
-
-
-def lax_depthwise(inputs, kernel, dilation, padding):
-    """Depth-wise convolution on JAX with the weight gradient as a forward grouped conv."""
-    if "make" not in _LAX:
-        _LAX["make"] = _lax_dw_conv()
-    kh, kw = kernel.shape[0], kernel.shape[1]
-    if padding == "same":
-        pads = (_same_pads(kh, dilation[0]), _same_pads(kw, dilation[1]))
-    else:
-        pads = ((0, 0), (0, 0))
-    key = (tuple(dilation), pads)
-    if key not in _LAX:
-        _LAX[key] = _LAX["make"](tuple(dilation), pads)
-    # Keras' (kh, kw, C, 1) kernel is HWIO with I = 1 per group and O = C.
-    channels = kernel.shape[2]
-    return _LAX[key](inputs, ops.reshape(kernel, (kh, kw, 1, channels)))
+    Args:
+        inputs: (B, H, W, C).
+        kernel: (kh, kw, C, 1), Keras' depth-wise kernel layout.
+        dilation: (dh, dw).
+        padding: "same" or "valid".
+        implementation: "keras" or "shift" (see the module docstring).
+    """
+    if implementation == "shift":
+        return shift_depthwise(inputs, kernel, tuple(dilation), padding)
+    return ops.depthwise_conv(inputs, kernel, 1, padding, dilation_rate=tuple(dilation))
 
 
 @keras.saving.register_keras_serializable(package="kerastp")
@@ -234,10 +150,7 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
         if name is None:
             return super().call(inputs)
         kernel = ops.cast(self.kernel, inputs.dtype)
-        if name == "shift":
-            outputs = shift_depthwise(inputs, kernel, tuple(self.dilation_rate), self.padding)
-        else:
-            outputs = lax_depthwise(inputs, kernel, tuple(self.dilation_rate), self.padding)
+        outputs = depthwise_conv(inputs, kernel, self.dilation_rate, self.padding, name)
         if self.use_bias:
             outputs = ops.add(outputs, ops.cast(self.bias, outputs.dtype))
         if self.activation is not None:

@@ -64,8 +64,16 @@ class MovingMnistSource(DataSource):
     def default_steps_per_epoch(self, batch_size):
         return max(1, EPOCH_SEQUENCES // batch_size)
 
-    def _dataset(self, model, split, batch_size, num_sequences, **kwargs):
-        return data.moving_mnist_dataset(
+    def _stream(self, model, split, batch_size, num_sequences, seed=None, **kwargs):
+        """The seeded stream of `split`: a tf.data dataset on TensorFlow, else the
+        PyDataset that yields the same batches (`kerastp.data.pydatasets`)."""
+        if uses_tf_data():
+            make = data.moving_mnist_dataset
+        else:
+            from kerastp.data.pydatasets import MovingMNISTPyDataset as make
+
+            kwargs.pop("num_epochs", None)  # a PyDataset moves on at each epoch's end
+        return make(
             self.name,
             split,
             batch_size=batch_size,
@@ -73,37 +81,15 @@ class MovingMnistSource(DataSource):
             output_frames=model.output_frames,
             image_size=model.height,
             num_sequences=num_sequences,
-            seed=self.seed,
-            path=self.mnist_path,
-            **kwargs,
-        )
-
-    def _pydataset(self, model, split, batch_size, num_sequences, **kwargs):
-        from kerastp.data.pydatasets import MovingMNISTPyDataset
-
-        return MovingMNISTPyDataset(
-            self.name,
-            split,
-            batch_size=batch_size,
-            input_frames=model.input_frames,
-            output_frames=model.output_frames,
-            image_size=model.height,
-            num_sequences=num_sequences,
-            seed=self.seed,
+            seed=self.seed if seed is None else seed,
             path=self.mnist_path,
             **kwargs,
         )
 
     def training_stream(self, model, batch_size, steps_per_epoch, first_epoch=0, num_epochs=1):
-        if not uses_tf_data():
-            # The same seeded stream: data epoch first_epoch + k in fit epoch k.
-            stream = self._pydataset(
-                model, "train", batch_size, steps_per_epoch * batch_size,
-                initial_epoch=first_epoch,
-            )  # fmt: skip
-            return stream, steps_per_epoch
-        # Epochs first_epoch .. + num_epochs - 1 of the seeded stream, back to back.
-        dataset = self._dataset(
+        # Epochs first_epoch .. + num_epochs - 1 of the seeded stream: back to back in one
+        # tf.data pass; data epoch first_epoch + k in fit epoch k of a PyDataset.
+        stream = self._stream(
             model,
             "train",
             batch_size,
@@ -111,35 +97,18 @@ class MovingMnistSource(DataSource):
             initial_epoch=first_epoch,
             num_epochs=num_epochs,
         )
-        return dataset, steps_per_epoch
+        return stream, steps_per_epoch
 
     def validation_stream(self, model, batch_size, num_sequences):
-        if not uses_tf_data():
-            return self._pydataset(
-                model, "val", min(batch_size, num_sequences), num_sequences,
-                drop_remainder=False,
-            )  # fmt: skip
-        return self._dataset(
+        return self._stream(
             model, "val", min(batch_size, num_sequences), num_sequences, drop_remainder=False
         )
 
     def _pairs(self, model, split, num_sequences, seed=0):
+        stream = self._stream(model, split, num_sequences, num_sequences, seed=seed)
         if not uses_tf_data():
-            stream = self._pydataset(model, split, num_sequences, num_sequences)
-            stream.seed = seed
             return stream[0]
-        dataset = data.moving_mnist_dataset(
-            self.name,
-            split,
-            batch_size=num_sequences,
-            input_frames=model.input_frames,
-            output_frames=model.output_frames,
-            image_size=model.height,
-            num_sequences=num_sequences,
-            seed=seed,
-            path=self.mnist_path,
-        )
-        past, future = next(iter(dataset))
+        past, future = next(iter(stream))
         return past.numpy(), future.numpy()
 
     def calibration_samples(self, model, num_sequences=64):
