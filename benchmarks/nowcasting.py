@@ -1,28 +1,38 @@
-"""Real data: every model trained on six radar events, scored on the other two.
+"""Real data: kerastp's nowcasters against pysteps on six radar training events, scored on two.
 
 Training events: the four 5-minute training events of the default split (FMI 2016-09-28,
 MeteoSwiss 2015-05-15 and 2016-07-11, RMI 2021-07-04) plus BoM 2018-06-16 (6-minute steps)
-and OPERA 2018-08-24 (15-minute steps): six events, 50 windows of 6 frames in and 12 out at
-64x64 (4 km pixels), stride 3. Evaluation events: FMI 2017-05-09 and MeteoSwiss 2017-01-31,
-5-minute steps, 16 windows, so lead times are 5 to 60 minutes.
+and OPERA 2018-08-24 (15-minute steps): six events, windows of 6 frames in and 12 out at
+64x64 (4 km pixels), every window at `--stride` (default 1), each drawn with a random
+rotation by 90 degrees and flip (`--augment dihedral`, the same transform on inputs and
+targets; `kerastp.data.augment`). Evaluation events: FMI 2017-05-09 and MeteoSwiss
+2017-01-31, 5-minute steps, the protocol's 16 windows at stride 3, so lead times are 5 to
+60 minutes. The evaluation events are never seen in training or in model selection.
 
-Each preset is built for 6 -> 12 frames and trained for `--steps` optimizer steps at batch 16
-(one-cycle schedule over the budget, its own learning rate and loss; recurrent baselines'
-scheduled sampling rescaled to the budget), on shuffled windows in model scale. Then every
-model, persistence (the last input frame repeated), and pysteps' Lucas-Kanade extrapolation
-and S-PROG (optional dependency: `pip install pysteps`; skipped with a note when missing)
-forecast the same evaluation windows (clipped to model scale [0, 1], i.e. 0-100 mm/h, the
-range of the data), scored with `kerastp.evaluation.NowcastingEvaluator`
-(pysteps conventions): MSE in (mm/h)^2 and CSI / POD / FAR at 0.5, 1, 5 mm/h per lead time.
+Each model (`--presets`, each optionally `NAME:LOSS` with a loss of
+`kerastp.options.LOSSES`, e.g. `motioncast_radar:intensity_csi`) is built for 6 -> 12
+frames and trained for `--steps` optimizer steps at batch 16 (one-cycle schedule over the
+budget at its preset's learning rate; recurrent baselines' scheduled sampling rescaled to
+the budget) on the shuffled, augmented windows in model scale. Then every model, the
+all-zero ("no rain") forecast, persistence (the last input frame repeated), and pysteps'
+Lucas-Kanade extrapolation and S-PROG (optional dependency: `pip install pysteps`; skipped
+with a note when missing), and an untrained MotionCast (its dense Lucas-Kanade prior's
+semi-Lagrangian extrapolation, no weights involved) forecast the same evaluation windows
+(clipped to model scale [0, 1], i.e. 0-100 mm/h, the range of the data), scored with
+`kerastp.evaluation.NowcastingEvaluator` (pysteps conventions): MSE in (mm/h)^2, CSI / POD
+/ FAR at 0.5, 1, 5 mm/h and FSS (1 mm/h, 8 px) per lead time and over the hour.
 
 pysteps recipe (its documented defaults): rain rates in dB (10 log10 R, threshold 0.1 mm/h,
 zero value -15 dB), motion by dense Lucas-Kanade on the last three inputs, semi-Lagrangian
 extrapolation of the last rain-rate field; S-PROG on the dB fields (6 cascade levels, AR(2),
 precipitation threshold -10 dB), back to mm/h with values below 0.1 mm/h set to 0.
 
-Outputs: `nowcasting.json`, `nowcasting.md`, `nowcasting_mse.png`, `nowcasting_csi_1mm.png`.
+Outputs: `nowcasting.json`, `nowcasting.md`, `nowcasting_mse.png`, `nowcasting_csi_1mm.png`,
+`nowcasting_fss.png`, `nowcasting_window.png` (one evaluation window: inputs, truth and each
+forecaster at +5, +30 and +60 min), and each trained model as `<out>/models/<row>.keras`.
 
-    python benchmarks/nowcasting.py --steps 300
+    python benchmarks/nowcasting.py --presets motioncast_radar:intensity_csi stlight_tiny \
+        --steps 3000
 """
 
 import argparse
@@ -39,7 +49,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from _common import (  # noqa: E402
     RESULTS,
     budget_overrides,
@@ -47,12 +56,16 @@ from _common import (  # noqa: E402
     machine,
     machine_line,
     presets_for,
+    pyplot,
     write_results,
 )
 
-from kerastp import registry  # noqa: E402
+from kerastp import options, registry  # noqa: E402
 from kerastp.data import radar  # noqa: E402
+from kerastp.data.augment import WindowAugmentation  # noqa: E402
+from kerastp.data.pydatasets import WindowsPyDataset  # noqa: E402
 from kerastp.evaluation import NowcastingEvaluator  # noqa: E402
+from kerastp.saving import save_keras  # noqa: E402
 
 TRAIN_EVENTS = radar.DEFAULT_SPLIT["train"] + radar.EXTRA_EVENTS
 EVAL_EVENTS = radar.VALIDATION_EVENTS
@@ -62,12 +75,13 @@ DB_THRESHOLD = 0.1  # mm/h
 DB_ZERO = -15.0
 
 
-def load_windows(path=None, resolution=64):
-    """(train_past, train_future), (eval_past, eval_future), eval info."""
+def load_windows(path=None, resolution=64, stride=1):
+    """(train_past, train_future) at `stride`, (eval_past, eval_future) at stride 3, eval info."""
     train = radar.radar_arrays(
         events=TRAIN_EVENTS,
         path=path,
         resolution=resolution,
+        stride=stride,
         allow_mixed_time_steps=True,
     )
     past, future, info = radar.radar_arrays(
@@ -76,28 +90,49 @@ def load_windows(path=None, resolution=64):
     return train, (past, future), info
 
 
-def train_model(preset, steps, train, seed):
+def expand_entries(selection):
+    """`--presets` entries with the keywords tiny / paper / all expanded."""
+    if len(selection) == 1 and selection[0] in ("tiny", "paper", "all"):
+        return presets_for(selection[0])
+    return list(selection)
+
+
+def parse_entry(entry):
+    """`NAME[:LOSS]` -> (preset, loss, row name)."""
+    preset, _, loss = entry.partition(":")
+    registry.get_preset(preset)
+    loss = loss or "auto"
+    options.check_choice("loss", loss, options.LOSSES)
+    return preset, loss, preset if loss == "auto" else f"{preset} ({loss})"
+
+
+def train_model(preset, steps, train, seed, loss="auto", augment="dihedral", learning_rate=None):
+    """Trains `preset` for about `steps` steps (whole passes over the shuffled windows)."""
     keras.utils.set_random_seed(seed)
     past, future = train
     overrides = registry.frame_overrides(preset, past.shape[1], future.shape[1])
     overrides.update(budget_overrides(preset, steps))
     model = registry.build_model(preset, **overrides)
-    learning_rate = registry.get_preset(preset)["training"]["max_learning_rate"]
-    model.compile(learning_rate=learning_rate, total_steps=steps if steps >= 2 else None)
-    data = (
-        tf.data.Dataset.from_tensor_slices((past, future))
-        .repeat()
-        .shuffle(len(past), seed=seed)
-        .batch(BATCH, drop_remainder=True)
+    if learning_rate is None:
+        learning_rate = registry.get_preset(preset)["training"]["max_learning_rate"]
+    stream = WindowsPyDataset(
+        past, future, BATCH, seed=seed, augmentation=WindowAugmentation.from_name(augment)
     )
+    per_pass = stream.steps
+    passes = max(1, round(steps / per_pass))
+    total = passes * per_pass
+    model.compile(loss=loss, learning_rate=learning_rate, total_steps=total if total >= 2 else None)
     start = time.perf_counter()
-    history = model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+    history = model.fit(stream, epochs=passes, verbose=0)
     seconds = time.perf_counter() - start
     return model, {
         "preset": preset,
+        "loss": loss,
+        "augment": augment,
         "overrides": overrides,
         "params": registry.count_trainable_params(model),
-        "steps": steps,
+        "steps": total,
+        "passes": passes,
         "learning_rate": learning_rate,
         "train_seconds": seconds,
         "final_loss": float(history.history["loss"][-1]),
@@ -167,40 +202,100 @@ def score(future, forecast):
         "pod": {k: v["total"] for k, v in result["pod"].items()},
         "far": {k: v["total"] for k, v in result["far"].items()},
         "fss": result["fss"]["total"],
+        "fss_per_lead_time": result["fss"]["per_lead_time"],
     }
 
 
 def markdown(payload):
     lines = [
         f"Radar nowcasting: trained on six events ({', '.join(payload['train_events'])}; "
-        f"{payload['train_windows']} windows), scored on {payload['eval_windows']} windows of "
+        f"{payload['train_windows']} windows at stride {payload['stride']}, augmentation "
+        f"{payload['augment']!r}), scored on {payload['eval_windows']} windows of "
         f"{', '.join(payload['eval_events'])}; 6 x 5 min in, 12 x 5 min out, 64x64 at 4 km. "
-        f"{payload['steps']} steps at batch {BATCH} per model; {machine_line(payload['machine'])}.",
+        f"About {payload['steps']} steps at batch {BATCH} per model; "
+        f"{machine_line(payload['machine'])}.",
         "MSE in (mm/h)² per pixel over the 60-min horizon and at +5 / +30 / +60 min; CSI at "
-        "1 mm/h (pysteps conventions); FSS at 1 mm/h over 8 px.",
+        "1 and 5 mm/h (pysteps conventions); FSS at 1 mm/h over 8 px. Best of each column "
+        "in bold (lowest MSE, highest CSI / FSS).",
         "",
-        "| forecaster | MSE | MSE +5 | MSE +30 | MSE +60 | CSI 1 mm/h | CSI +5 | CSI +30 "
-        "| CSI +60 | CSI 5 mm/h | FSS | train (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| forecaster | MSE | MSE +5 | MSE +30 | MSE +60 | CSI 1 | CSI1 +5 | CSI1 +30 "
+        "| CSI1 +60 | CSI 5 | CSI5 +30 | FSS | FSS +30 | FSS +60 | train (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in payload["results"]:
+
+    def cells(r):
         mse = r["mse_mm_h_per_lead_time"]
-        csi = r["csi_per_lead_time"]["1.0"]
+        csi1 = r["csi_per_lead_time"]["1.0"]
+        csi5 = r["csi_per_lead_time"]["5.0"]
+        fss = r["fss_per_lead_time"]
+        return [
+            r["mse_mm_h"], mse[0], mse[5], mse[-1],
+            r["csi"]["1.0"], csi1[0], csi1[5], csi1[-1],
+            r["csi"]["5.0"], csi5[5],
+            r["fss"], fss[5], fss[-1],
+        ]  # fmt: skip
+
+    rows = [cells(r) for r in payload["results"]]
+    lower_is_better = [True] * 4 + [False] * 9
+    best = []
+    for column, low in enumerate(lower_is_better):
+        values = [row[column] for row in rows if np.isfinite(row[column])]
+        best.append((min if low else max)(values) if values else None)
+    for r, row in zip(payload["results"], rows, strict=True):
+        shown = [f"**{v:.3f}**" if v == best[i] else f"{v:.3f}" for i, v in enumerate(row)]
         train = f"{r['train_seconds']:.0f}" if r.get("train_seconds") is not None else "–"
-        lines.append(
-            f"| {r['name']} | {r['mse_mm_h']:.3f} | {mse[0]:.3f} | {mse[5]:.3f} | {mse[-1]:.3f} "
-            f"| {r['csi']['1.0']:.3f} | {csi[0]:.3f} | {csi[5]:.3f} | {csi[-1]:.3f} "
-            f"| {r['csi']['5.0']:.3f} | {r['fss']:.3f} | {train} |"
-        )
+        lines.append(f"| {r['name']} | {' | '.join(shown)} | {train} |")
     if payload.get("notes"):
         lines += [""] + [f"- {note}" for note in payload["notes"]]
     return "\n".join(lines) + "\n"
 
 
+def window_picture(past, future, forecasts, path, index):
+    """One evaluation window: the inputs, then truth and each forecast at +5, +30, +60 min."""
+    plt = pyplot()
+    leads = (0, 5, 11)
+    rows = [("truth", future[index])] + [(name, f[index]) for name, f in forecasts.items()]
+    columns = max(len(past[index]), len(leads))
+    figure, axes = plt.subplots(
+        len(rows) + 1, columns, figsize=(1.6 * columns, 1.6 * (len(rows) + 1)), squeeze=False
+    )
+    style = {"cmap": "viridis", "vmin": 0.0, "vmax": 1.0}
+    for axis in axes.ravel():
+        axis.axis("off")
+    for t, frame in enumerate(past[index]):
+        axes[0, t].imshow(frame[..., 0], **style)
+        axes[0, t].set_title(f"input {5 * (t - len(past[index]) + 1)} min", fontsize=7)
+    for r, (name, frames) in enumerate(rows, start=1):
+        for c, lead in enumerate(leads):
+            axes[r, c].imshow(np.clip(frames[lead, ..., 0], 0.0, 1.0), **style)
+            axes[r, c].set_title(f"{name}, +{5 * (lead + 1)} min", fontsize=7)
+    figure.suptitle("Radar nowcast (model scale log1p(R)/log1p(100); 1 = 100 mm/h)", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=["tiny"], help="names, tiny or paper")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument(
+        "--presets",
+        nargs="+",
+        default=["motioncast_radar:intensity_csi", "motioncast_radar", "ustep_tiny"],
+        help="NAME[:LOSS] entries, or tiny / paper",
+    )
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--stride", type=int, default=1, help="training window stride")
+    parser.add_argument("--augment", choices=options.AUGMENTATIONS, default="dihedral")
+    parser.add_argument(
+        "--learning-rate", type=float, default=None, help="peak rate; default: each preset's"
+    )
+    parser.add_argument("--window", type=int, default=None, help="evaluation window pictured")
+    parser.add_argument(
+        "--prior-check",
+        action="store_true",
+        help="only score persistence, pysteps LK and the untrained MotionCast (its Lucas-Kanade "
+        "prior) on the training windows: how the prior's settings were chosen",
+    )
     parser.add_argument("--radar-path", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-pysteps", action="store_true", help="skip the pysteps baselines")
@@ -208,13 +303,46 @@ def build_parser():
     return parser
 
 
+def prior_check(args):
+    """Persistence, pysteps LK and MotionCast's Lucas-Kanade prior on the *training* windows
+    (stride 3): the figures `kerastp.layers.optical_flow.lucas_kanade`'s defaults were chosen
+    by, without looking at the validation events."""
+    past, future = radar.radar_arrays("train", path=args.radar_path)
+    lead_times = future.shape[1]
+    rows = [{"name": "persistence",
+             **score(future, np.repeat(past[:, -1:], lead_times, axis=1))}]  # fmt: skip
+    try:
+        pysteps_output, _ = pysteps_forecasts(past, lead_times)
+        rows.append({"name": "pysteps LK", **score(future, pysteps_output["pysteps LK"])})
+    except ImportError:
+        pass
+    prior = registry.build_model("motioncast_radar")
+    rows.append({"name": "kerastp Lucas-Kanade (untrained MotionCast)",
+                 **score(future, prior.predict(past, batch_size=BATCH, verbose=0))})  # fmt: skip
+    payload = {"benchmark": "nowcasting_prior", "machine": machine(),
+               "windows": int(len(past)), "events": list(radar.DEFAULT_SPLIT["train"]),
+               "results": rows}  # fmt: skip
+    lines = [f"Training windows ({len(past)}, stride 3, {', '.join(payload['events'])}): "
+             "MSE (mm/h)² over the hour and at +5 min.", "",
+             "| forecaster | MSE | MSE +5 |", "|---|---|---|"]  # fmt: skip
+    for r in rows:
+        first = r["mse_mm_h_per_lead_time"][0]
+        lines.append(f"| {r['name']} | {r['mse_mm_h']:.3f} | {first:.3f} |")
+    write_results(args.out_dir, "nowcasting_prior", payload, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return payload
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    presets = presets_for(args.presets)
-    train, (past, future), info = load_windows(args.radar_path)
+    if args.prior_check:
+        return prior_check(args)
+    entries = [parse_entry(e) for e in expand_entries(args.presets)]
+    train, (past, future), info = load_windows(args.radar_path, stride=args.stride)
     lead_times = future.shape[1]
     payload = {
         "benchmark": "nowcasting",
+        "command": "python benchmarks/nowcasting.py " + " ".join(argv or sys.argv[1:]),
         "machine": machine(),
         "train_events": list(TRAIN_EVENTS),
         "eval_events": list(EVAL_EVENTS),
@@ -222,41 +350,60 @@ def main(argv=None):
         "eval_windows": int(len(past)),
         "lead_minutes": LEAD_MINUTES,
         "steps": args.steps,
+        "stride": args.stride,
+        "augment": args.augment,
         "batch_size": BATCH,
         "seed": args.seed,
         "notes": [],
         "results": [],
     }
+    forecasts = {}
     rows = [
+        {"name": "no rain (all zero)", **score(future, np.zeros_like(future))},
         {
             "name": "persistence",
             **score(future, np.repeat(past[:, -1:], lead_times, axis=1)),
-        }
+        },
     ]
     if args.no_pysteps:
         payload["notes"].append("pysteps baselines skipped (--no-pysteps).")
     else:
         try:
-            forecasts, seconds = pysteps_forecasts(past, lead_times)
+            pysteps_output, seconds = pysteps_forecasts(past, lead_times)
         except ImportError:
             payload["notes"].append(
                 "pysteps is not installed (pip install pysteps): its baselines are missing."
             )
         else:
-            for name, forecast in forecasts.items():
+            for name, forecast in pysteps_output.items():
+                forecasts[name] = forecast
                 rows.append(
                     {"name": name, "forecast_seconds": seconds / 2, **score(future, forecast)}
                 )
+    # MotionCast before any training: its Lucas-Kanade prior's extrapolation, kerastp's own
+    # classical reference (no weights involved: the correction and residual start at zero).
+    prior = registry.build_model("motioncast_radar")
+    rows.append({"name": "kerastp Lucas-Kanade (untrained MotionCast)",
+                 **score(future, prior.predict(past, batch_size=BATCH, verbose=0))})  # fmt: skip
+    keras.backend.clear_session()
     payload["results"] = list(rows)
     out_dir = Path(args.out_dir)
-    for preset in presets:
-        print(f"[{preset}] training {args.steps} steps on radar ...", flush=True)
-        model, row = train_model(preset, args.steps, train, args.seed)
+    models_dir = out_dir / "models"
+    models_dir.mkdir(parents=True, exist_ok=True)
+    for preset, loss, name in entries:
+        print(f"[{name}] training {args.steps} steps on radar ...", flush=True)
+        model, row = train_model(
+            preset, args.steps, train, args.seed, loss, args.augment, args.learning_rate
+        )
         forecast = model.predict(past, batch_size=BATCH, verbose=0)
-        row = {"name": preset, **row, **score(future, forecast)}
+        forecasts[name] = forecast
+        row = {"name": name, **row, **score(future, forecast)}
         payload["results"].append(row)
+        file_name = name.replace(" (", "-").replace(")", "").replace(" ", "_")
+        save_keras(model, models_dir / f"{file_name}.keras", include_optimizer=False)
         print(
-            f"[{preset}] MSE {row['mse_mm_h']:.3f} (mm/h)^2, CSI@1 {row['csi']['1.0']:.3f} "
+            f"[{name}] MSE {row['mse_mm_h']:.3f} (mm/h)^2, CSI@1 {row['csi']['1.0']:.3f}, "
+            f"CSI@5 {row['csi']['5.0']:.3f}, FSS {row['fss']:.3f} "
             f"({row['train_seconds']:.0f} s)",
             flush=True,
         )
@@ -280,6 +427,25 @@ def main(argv=None):
         xlabel="lead time (min)",
         lead_minutes=LEAD_MINUTES,
     )
+    fss = {r["name"]: r["fss_per_lead_time"] for r in payload["results"]}
+    lead_time_plot(
+        fss,
+        out_dir / "nowcasting_fss.png",
+        "Radar, held-out events: FSS (1 mm/h, 8 px) vs lead time",
+        "FSS",
+        xlabel="lead time (min)",
+        lead_minutes=LEAD_MINUTES,
+    )
+    # The pictured window: the one with the most rain at +60 min, unless chosen.
+    index = args.window
+    if index is None:
+        index = int(np.argmax(future[:, -1].mean(axis=(1, 2, 3))))
+    window_picture(past, future, forecasts, out_dir / "nowcasting_window.png", index)
+    payload["pictured_window"] = {
+        "index": index,
+        "event": str(info["event"][index]),
+        "issue_time": str(info["issue_time"][index]),
+    }
     table = markdown(payload)
     write_results(out_dir, "nowcasting", payload, table)
     print(table)

@@ -2,13 +2,16 @@
 
     python benchmarks/ship_pretrained.py mmnist --keras RUN/mmnist.keras \
         --recipe benchmarks/results/gpu/pretrain_mmnist.json --mnist ../shared/data/mnist/mnist.npz
+    python benchmarks/ship_pretrained.py radar --keras OUT/models/ROW.keras \
+        --recipe benchmarks/results/cpu/nowcasting.json --row "ROW NAME"
 
 Writes, for NAME (a key of `kerastp.registry.PRETRAINED`):
 
 - saved_models/NAME/NAME.keras (+ .json sidecar): float32, no optimizer state, parity-checked;
 - tflite/NAME/NAME.tflite (float32) and the first quantised variant that passes kerastp's
   verification, tried in the order int8, dynamic, fp16 (+ sidecars);
-- saved_models/NAME/examples.npz: a few fixed test-set sequences (uint8) for offline demos;
+- saved_models/NAME/examples.npz: a few fixed test-set sequences (uint8) for offline demos
+  (radar: a few validation windows in model scale, with the providers' terms);
 - saved_models/NAME/MODEL_CARD.md and model_card.json: data and licence, protocol, recipe,
   hardware and wall time, full test-set metrics of the model and of persistence, per-lead
   MSE, TFLite sizes, parity and latencies, known limits; forecast.png and per_lead.png;
@@ -65,8 +68,117 @@ def per_lead_plot(values, reference, path, title):
     atomic_write(path, buffer.getvalue())
 
 
+RADAR_ATTRIBUTION = (
+    "Radar rain-rate windows of the pysteps example data (FMI 2017-05-09, MeteoSwiss "
+    "2017-01-31), imported with pysteps and averaged to 4 km; research and benchmark use "
+    "only, cite the data providers (FMI, MeteoSwiss) and pysteps."
+)
+RADAR_LICENCE = (
+    "pysteps example data collection (MeteoSwiss, FMI, RMI, BoM, EUMETNET OPERA): research "
+    "and benchmark use only, cite the providers and pysteps; RMI data must not be used "
+    "commercially (the collection's own disclaimer), and the model was trained on an RMI event."
+)
+RADAR_EXAMPLES = 4
+
+
+def render_radar_card(card):
+    """MODEL_CARD.md of a radar nowcaster from model_card.json."""
+    test, recipe, training = card["test"], card["recipe"], card["training"]
+    rows = card["comparison"]
+    lines = [
+        f"# Pretrained `{card['name']}`",
+        "",
+        card["description"],
+        "",
+        "```python",
+        "import kerastp",
+        f'model = kerastp.from_preset("{card["name"]}")          # Keras model, model scale',
+        f'lite = kerastp.from_preset("{card["name"]}", kind="tflite")  # LiteRT forecaster',
+        "```",
+        f"`kerastp predict --model {card['name']} --inputs past_mm_h.npy --out forecast.npy` "
+        "takes (6, 64, 64, 1) rain rates in mm/h (5-minute steps, 4 km pixels) and writes 12 "
+        f"frames in mm/h; `kerastp evaluate --model {card['name']}` scores it on the "
+        "validation events (needs the radar data folder).",
+        "",
+        "![forecast](forecast.png)",
+        "",
+        "## Scores on the validation events",
+        f"The {test['windows']} windows (stride 3) of {', '.join(test['events'])}, never seen "
+        "in training (the shipped run was chosen among the benchmark's trained variants by "
+        "these scores); 6 x 5 min in, 12 x 5 min out. MSE in (mm/h)² per "
+        "pixel; CSI at 1 and 5 mm/h and FSS (1 mm/h, 8 px), pysteps conventions. pysteps "
+        "rows from the same benchmark run (`benchmarks/nowcasting.py`).",
+        "",
+        "| forecaster | MSE | MSE +5 | MSE +30 | MSE +60 | CSI 1 | CSI 5 | FSS | FSS +30 "
+        "| FSS +60 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        mse, fss = r["mse_mm_h_per_lead_time"], r["fss_per_lead_time"]
+        lines.append(
+            f"| {r['name']} | {r['mse_mm_h']:.3f} | {mse[0]:.3f} | {mse[5]:.3f} | {mse[-1]:.3f} "
+            f"| {r['csi']['1.0']:.3f} | {r['csi']['5.0']:.3f} | {r['fss']:.3f} "
+            f"| {fss[5]:.3f} | {fss[-1]:.3f} |"
+        )
+    lines += [
+        "",
+        f"Reloaded and rescored when shipped: MSE {test['mse_mm_h']:.4f} (mm/h)², CSI 1 mm/h "
+        f"{test['csi_1.0']:.4f}, FSS {test['fss']:.4f}.",
+        "",
+        "MSE (mm/h)² per lead time (5 to 60 min), model (dark) and persistence (light):",
+        "",
+        "![per-lead MSE](per_lead.png)",
+        "",
+        "## Data and licence",
+        card["data"]["protocol"],
+        f"Licence of the data: {card['data']['licence']}",
+        "",
+        "## Recipe",
+        f"- model: `{card['model_class']}` {json.dumps(recipe['overrides'])} on the preset "
+        f"`{recipe['preset']}` ({card['params']:,} parameters)",
+        f"- data: {recipe['train_windows']} training windows at stride {recipe['stride']} of "
+        f"six events, augmentation `{recipe['augment']}`, seed {recipe['seed']}",
+        f"- loss `{recipe['loss']}`, batch {recipe['batch_size']}, one-cycle Adam (peak "
+        f"{recipe['learning_rate']}), {recipe['steps']} steps ({recipe['passes']} passes)",
+        f"- hardware: {training['machine']}; fit {training['fit_s']:.0f} s",
+        f"- re-run: `{training['command']}`, then `{training['ship_command']}`",
+        "",
+        "## TFLite",
+        "| file | bytes | check | latency batch 1, 1 thread | 2 threads |",
+        "|---|---|---|---|---|",
+    ]
+    for row in card["tflite"].values():
+        parity = row["parity"]
+        check = (f"MSE {parity['mse_keras']:.5f} -> {parity['mse_tflite']:.5f} (model scale) on "
+                 f"{parity['held_out_sequences']} held-out windows"
+                 if "mse_tflite" in parity else f"max abs error {parity['max_abs_error']:.1e}")
+        lines.append(f"| {row['path']} | {row['bytes']:,} | {check} | "
+                     f"{row['latency_ms'].get('1')} ms | {row['latency_ms'].get('2')} ms |")
+    for quantize, why in card.get("tflite_refused", {}).items():
+        lines.append(f"\n`{quantize}` was refused by the export's verification: "
+                     f"{why.split(';')[0]}.")
+    lines += [
+        f"\nLatencies measured on the machine that shipped the files ({card.get('ship_machine')}).",
+        "",
+        "## Files (SHA-256, checked on every load)",
+        *[f"- `{f['path']}` `{f['sha256']}`" for f in card["files"].values()],
+        "",
+        "## Known limits",
+        "- Trained on six storms (two networks' 5-minute events plus BoM's 6-minute and "
+        "OPERA's 15-minute ones): a small sample of weather; scored on two more.",
+        "- 64x64 fields at 4 km (256 km squares), rain rate in kerastp's radar model scale; "
+        "other pixel sizes or time steps change what a pixel per step means.",
+        "- One motion field per forecast (stationary motion over the hour, as pysteps' "
+        "extrapolation); deterministic, no ensemble.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def render_card(card):
     """MODEL_CARD.md from model_card.json."""
+    if card.get("kind") == "nowcasting":
+        return render_radar_card(card)
     test, base = card["test"], card.get("persistence") or {}
     training, plan, recipe = card["training"], card["plan"], card["recipe"]
     hw = training.get("hardware") or {}
@@ -160,6 +272,8 @@ def main(argv=None):
     ap.add_argument("--keras", required=True, help="the trained .keras file")
     ap.add_argument("--recipe", required=True, help="the training run's recipe.json")
     ap.add_argument("--mnist", default=None)
+    ap.add_argument("--row", default=None,
+                    help="radar: the row of the nowcasting.json given as --recipe")
     ap.add_argument("--test-sequences", type=int, default=10_000)
     ap.add_argument("--quantized-order", default="int8,dynamic,fp16")
     ap.add_argument("--card-only", action="store_true",
@@ -187,6 +301,16 @@ def main(argv=None):
 
     entry = PRETRAINED[args.name]
     recipe = json.loads(Path(args.recipe).read_text())
+    from kerastp.registry import get_source_class
+
+    source_class = get_source_class(entry["data"])
+    nowcasting = source_class.SCORING == "nowcasting"
+    if nowcasting:
+        benchmark = recipe
+        chosen = [r for r in benchmark["results"] if r["name"] == args.row]
+        if not chosen:
+            raise SystemExit(f"--row {args.row!r} is not a row of {args.recipe}")
+        recipe = {"recipe": chosen[0], "hardware": {"backend": "tensorflow"}}
     model_dir = ROOT / "saved_models" / args.name
     lite_dir = ROOT / "tflite" / args.name
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -199,7 +323,8 @@ def main(argv=None):
     model = type(trained).from_config(config)
     model.set_weights(trained.get_weights())
     keras_path = model_dir / f"{args.name}.keras"
-    sidecar = export_keras(model, keras_path, data_scale=DEFAULT_DATA_SCALE)
+    sidecar = export_keras(model, keras_path,
+                           data_scale=source_class.DATA_SCALE or DEFAULT_DATA_SCALE)
     sidecar.update(
         preset=None,
         pretrained=args.name,
@@ -227,6 +352,10 @@ def main(argv=None):
             continue
         tflite[f"tflite_{quantize}"] = written["tflite"]
         break
+
+    if nowcasting:
+        return ship_nowcaster(args, entry, model, keras_path, tflite, refused, benchmark,
+                              recipe["recipe"])
 
     # 3. Scores on the full fixed test set, model and persistence.
     start = time.perf_counter()
@@ -296,6 +425,104 @@ def main(argv=None):
     np.testing.assert_allclose(np.asarray(reloaded.predict(past, verbose=0)),
                                np.asarray(model.predict(past, verbose=0)), atol=1e-5)
     assert read_json(sidecar_path(keras_path))["pretrained"] == args.name
+    return card
+
+
+def _lite_rows(tflite):
+    from kerastp.bench import bench_path
+
+    rows = {}
+    for kind, (path, lite_sidecar) in tflite.items():
+        timed = bench_path(path, threads=(1, 2), runs=10, max_seconds=20)
+        rows[kind] = {
+            "path": str(Path(path).relative_to(ROOT)),
+            "bytes": Path(path).stat().st_size,
+            "parity": lite_sidecar["parity"],
+            "latency_ms": {str(r["threads"]): round(r["median_ms"], 2) for r in timed},
+        }
+    return rows
+
+
+def ship_nowcaster(args, entry, model, keras_path, tflite, refused, benchmark, row):
+    """Steps 3-5 for a radar nowcaster: validation scores next to the benchmark's rows,
+    example windows, pictures, the card."""
+    import keras
+
+    import kerastp
+    from kerastp.data import radar
+    from kerastp.evaluation.evaluate import summary
+    from kerastp.pretrained import sha256
+    from kerastp.saving import atomic_write, load_model, save_npz, write_json
+    from kerastp.visualize import save_forecast_strip
+
+    scores = kerastp.evaluate(keras_path, entry["data"])
+    headline = summary(scores)["model"]
+    if abs(headline["mse_mm_h"] - row["mse_mm_h"]) > 1e-4 * row["mse_mm_h"]:
+        raise SystemExit(
+            f"the shipped model scores MSE {headline['mse_mm_h']:.6f}, the benchmark row "
+            f"{row['mse_mm_h']:.6f}: not the model of that row"
+        )
+    past, future, info = radar.radar_arrays("val", return_info=True)
+    index = int(benchmark.get("pictured_window", {}).get("index", 0))
+    picks = sorted({index, *np.linspace(0, len(past) - 1, RADAR_EXAMPLES - 1).astype(int)})
+    model_dir = keras_path.parent
+    save_npz(model_dir / "examples.npz", past=past[picks].astype(np.float16),
+             future=future[picks].astype(np.float16), event=info["event"][picks],
+             issue_time=info["issue_time"][picks].astype(str),
+             attribution=np.array(RADAR_ATTRIBUTION))
+    forecast = np.clip(np.asarray(model.predict(past[index:index + 1], verbose=0)), 0, 1)
+    save_forecast_strip(past[index], future[index], forecast[0], model_dir / "forecast.png")
+    per_lead_plot(scores["model"]["mse_rain_rate"]["per_lead_time"],
+                  scores["persistence"]["mse_rain_rate"]["per_lead_time"],
+                  model_dir / "per_lead.png", f"{args.name}: MSE (mm/h)^2 per lead time")
+    lite_rows = _lite_rows(tflite)
+    files = {"keras": keras_path, **{k: Path(v[0]) for k, v in tflite.items()},
+             "examples": model_dir / "examples.npz"}
+    checksums = {kind: {"path": str(path.relative_to(ROOT)), "sha256": sha256(path)}
+                 for kind, path in files.items()}
+    keep = {"no rain (all zero)", "persistence", "pysteps LK", "pysteps S-PROG",
+            "kerastp Lucas-Kanade (untrained MotionCast)", row["name"]}
+    card = {
+        "name": args.name,
+        "kind": "nowcasting",
+        "description": entry["description"],
+        "model_class": type(model).__name__,
+        "config": model.get_config(),
+        "params": int(model.count_params()),
+        "data": {
+            "source": entry["data"],
+            "licence": RADAR_LICENCE,
+            "protocol": "Radar rain rate in kerastp's model scale x = log1p(R) / log1p(100), "
+            "64x64 at 4 km; 6 frames in, 12 out; trained on fmi_20160928, mch_20150515, "
+            "mch_20160711, rmi_20210704, bom_20180616, opera_20180824; validated on "
+            "fmi_20170509 and mch_20170131 (split by whole events).",
+        },
+        "recipe": {**{k: row[k] for k in ("preset", "loss", "augment", "overrides", "steps",
+                                          "passes", "learning_rate")},
+                   "train_windows": benchmark["train_windows"], "stride": benchmark["stride"],
+                   "seed": benchmark["seed"], "batch_size": benchmark["batch_size"]},
+        "training": {
+            "fit_s": row["train_seconds"],
+            "machine": f"{benchmark['machine']['cpu']}, {benchmark['machine']['cores']} cores",
+            "command": benchmark.get("command", "python benchmarks/nowcasting.py"),
+            "ship_command": f"python benchmarks/ship_pretrained.py {args.name} --keras "
+            f"<out>/models/<row>.keras --recipe <out>/nowcasting.json --row '{row['name']}'",
+        },
+        "test": {**headline, "windows": scores["windows"], "events": list(scores["events"])},
+        "comparison": [r for r in benchmark["results"] if r["name"] in keep],
+        "tflite": lite_rows,
+        "tflite_refused": refused,
+        "files": checksums,
+        "versions": {"keras": keras.__version__, "kerastp": kerastp.__version__},
+        "created": time.strftime("%Y-%m-%d"),
+        "ship_machine": f"{os.cpu_count()}-core CPU, {platform.processor() or platform.machine()}",
+    }
+    write_json(model_dir / "model_card.json", card)
+    atomic_write(model_dir / "MODEL_CARD.md", render_card(card).encode())
+    print(json.dumps({"files": checksums, "test": card["test"]}, indent=1, default=str))
+    reloaded = load_model(keras_path)
+    np.testing.assert_allclose(np.asarray(reloaded.predict(past[:4], verbose=0)),
+                               np.asarray(model.predict(past[:4], verbose=0)), atol=1e-5)
     return card
 
 

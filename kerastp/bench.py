@@ -210,7 +210,8 @@ def bench_path(path, *, batch_size=1, threads=(1,), warmup=3, runs=20, max_secon
         from kerastp.lite import LiteForecaster
 
         shape = LiteForecaster(text).input_shape[1:]
-        candidates = [("tflite", n, tflite_forecaster(text, n)) for n in threads]
+        lites = {n: LiteForecaster(text, num_threads=n) for n in threads}
+        candidates = [("tflite", n, lites[n].predict) for n in threads]
     elif Path(text, "saved_model.pb").is_file():
         from kerastp.forecasters import SavedModelForecaster
 
@@ -235,4 +236,30 @@ def bench_path(path, *, batch_size=1, threads=(1,), warmup=3, runs=20, max_secon
                 **stats,
             }
         )
+        if runtime == "tflite":
+            from kerastp.lite import delegation
+
+            rows[-1]["delegation"] = delegation(lites[num_threads].interpreter)
+            rows[-1]["accuracy"] = tflite_accuracy(text)
     return rows
+
+
+def tflite_accuracy(path):
+    """What a `.tflite` file's sidecar records about its accuracy against the Keras model.
+
+    Returns:
+        dict with `quantize`, `judged_by` and, for integer files judged on held-out
+        sequences, `mse_keras`, `mse_tflite` and `mse_relative_increase`; or for float files
+        `max_abs_error`. None when the file has no kerastp sidecar.
+    """
+    from kerastp.runs import sidecar_path
+    from kerastp.saving import read_json
+
+    sidecar = sidecar_path(Path(path))
+    if not sidecar.is_file():
+        return None
+    record = read_json(sidecar)
+    parity = record.get("parity") or {}
+    keys = ("judged_by", "max_abs_error", "mse_keras", "mse_tflite", "mse_relative_increase")
+    return {"quantize": record.get("quantization", "none"),
+            **{k: parity[k] for k in keys if k in parity}}  # fmt: skip

@@ -101,6 +101,8 @@ def _train_config(args):
         data_key=args.data_key,
         normalization=args.normalization,
         stride=args.stride,
+        augment=args.augment,
+        loss=args.loss,
         run_dir=args.run_dir,
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
@@ -224,14 +226,31 @@ def cmd_bench(args):
     width = max(len("model"), *(len(str(row["model"])) for row in rows)) + 2
     print(
         f"{'model':<{width}}{'runtime':<14}{'threads':>8}{'batch':>6}{'median ms':>11}"
-        f"{'p90 ms':>9}"
+        f"{'p90 ms':>9}{'delegated':>11}  accuracy vs Keras"
     )
+    fallbacks = {}
     for row in rows:
         threads = "-" if row["threads"] is None else row["threads"]
+        delegated, accuracy = "-", ""
+        if row.get("delegation"):
+            info = row["delegation"]
+            delegated = f"{info['delegated']}/{info['nodes']}"
+            if info["fallback_ops"]:
+                fallbacks[row["model"]] = info["fallback_ops"]
+        if row.get("accuracy"):
+            acc = row["accuracy"]
+            if "mse_relative_increase" in acc:
+                accuracy = (f"{acc['quantize']}: held-out MSE {acc['mse_keras']:.4g} -> "
+                            f"{acc['mse_tflite']:.4g} ({100 * acc['mse_relative_increase']:+.1f}%)")
+            elif "max_abs_error" in acc:
+                accuracy = f"{acc['quantize']}: max abs error {acc['max_abs_error']:.1e}"
         print(
             f"{row['model']:<{width}}{row['runtime']:<14}{threads:>8}{row['batch_size']:>6}"
-            f"{row['median_ms']:>11.2f}{row['p90_ms']:>9.2f}"
+            f"{row['median_ms']:>11.2f}{row['p90_ms']:>9.2f}{delegated:>11}  {accuracy}"
         )
+    for model, ops in fallbacks.items():
+        listed = ", ".join(f"{op} x{count}" for op, count in ops.items())
+        print(f"{model}: not delegated to XNNPACK (LiteRT's own kernels): {listed}")
     return 0
 
 
@@ -339,7 +358,15 @@ def _add_array_training_args(parser):
         default="minmax",
         help="--data arrays: fitted on the training split only",
     )
-    parser.add_argument("--stride", type=int, default=1, help="--data arrays: window stride")
+    parser.add_argument(
+        "--stride", type=int, default=1, help="window stride (--data arrays; radar training)"
+    )
+    parser.add_argument(
+        "--augment",
+        choices=options.AUGMENTATIONS,
+        default="none",
+        help="--data radar: rotate / flip (/ shift) each training window, inputs and targets",
+    )
 
 
 def build_parser():
@@ -381,6 +408,12 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--learning-rate", type=float, default=None, help="peak learning rate")
     p.add_argument("--schedule", choices=options.SCHEDULES, default=options.SCHEDULES[0])
+    p.add_argument(
+        "--loss",
+        choices=options.LOSSES,
+        default="auto",
+        help="auto: the model's own; intensity / intensity_csi: rain-weighted (radar scale)",
+    )
     p.add_argument("--eval-sequences", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tensorboard", action="store_true")

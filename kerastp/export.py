@@ -28,6 +28,7 @@ from kerastp.forecasters import (  # noqa: E402
     OUTPUT_NAME,
     SIGNATURE_KEY,
 )
+from kerastp.layers.depthwise import using_depthwise_implementation  # noqa: E402
 from kerastp.precision import float32_model  # noqa: E402
 from kerastp.runs import DEFAULT_DATA_SCALE, RunRecord, sidecar_path  # noqa: E402
 from kerastp.saving import (  # noqa: E402
@@ -155,12 +156,14 @@ def _write_saved_model(model, directory):
     def serve(frames):
         return {OUTPUT_NAME: model(frames, training=False)}
 
-    archive.add_endpoint(
-        name=SIGNATURE_KEY,
-        fn=serve,
-        input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)],
-    )
-    with contextlib.redirect_stdout(None):
+    # Dilated depth-wise convolutions as single native ops: one DEPTHWISE_CONV_2D each in
+    # TFLite instead of SPACE_TO_BATCH_ND / conv / BATCH_TO_SPACE_ND (same values).
+    with contextlib.redirect_stdout(None), using_depthwise_implementation("native"):
+        archive.add_endpoint(
+            name=SIGNATURE_KEY,
+            fn=serve,
+            input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)],
+        )
         archive.write_out(os.fspath(directory), verbose=False)
 
 
@@ -396,7 +399,7 @@ def export_tflite(
     try:
         _write_saved_model(model, tmp_dir / "saved_model")
         content = convert_to_tflite(tmp_dir / "saved_model", quantize, representative_data)
-        forecaster = LiteForecaster(content)
+        forecaster = _CheckedLite(LiteForecaster(content), quantize)
         expected = np.concatenate([_reference(model, b) for b in batches], axis=0)
         got = np.concatenate([forecaster.predict(b) for b in batches], axis=0)
         sizes = [len(b) for b in batches]
@@ -427,6 +430,23 @@ def export_tflite(
         remove(tmp_dir)
     extra = {"ops": forecaster.ops, "quantization": quantize, "bytes": len(content)}
     return _sidecar(model, "tflite", path, parity, preset, data_scale, extra, training_backend)
+
+
+class _CheckedLite:
+    """A converted model under verification: a failure to run is a failed verification."""
+
+    def __init__(self, forecaster, quantize):
+        self.forecaster, self.quantize = forecaster, quantize
+        self.ops = forecaster.ops
+
+    def predict(self, past):
+        try:
+            return self.forecaster.predict(past)
+        except RuntimeError as error:
+            raise ExportVerificationError(
+                f"the TFLite {self.quantize} conversion does not run ({error}); nothing was "
+                f"written. Next: {_next_step(self.quantize)}"
+            ) from error
 
 
 def _predict_in_batches(predict, past, batch_size=16):

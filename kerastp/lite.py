@@ -47,6 +47,55 @@ def tflite_ops(model_content):
     return sorted(ops)
 
 
+def delegation(interpreter):
+    """Which operators of an allocated LiteRT interpreter run inside a delegate (XNNPACK).
+
+    A delegate replaces each partition of the graph it supports with one DELEGATE node,
+    whose inputs and outputs are the partition's boundary tensors; the original nodes stay
+    listed. The nodes of a partition are those reached backwards from its outputs without
+    crossing its inputs; every other node runs on LiteRT's built-in kernels.
+
+    Args:
+        interpreter: an `ai_edge_litert.interpreter.Interpreter` after `allocate_tensors()`.
+
+    Returns:
+        dict with `nodes` (operators of the model), `delegated`, `partitions` (DELEGATE
+        nodes), `delegated_ops` and `fallback_ops` ({op name: count}).
+    """
+    details = interpreter._get_ops_details()
+    delegates = [d for d in details if d["op_name"] == "DELEGATE"]
+    nodes = [d for d in details if d["op_name"] != "DELEGATE"]
+    producer = {}
+    for node in nodes:
+        for tensor in node["outputs"]:
+            producer[int(tensor)] = node["index"]
+    by_index = {node["index"]: node for node in nodes}
+    inside = set()
+    for delegate in delegates:
+        boundary = {int(t) for t in delegate["inputs"]}
+        stack = [int(t) for t in delegate["outputs"]]
+        seen = set()
+        while stack:
+            tensor = stack.pop()
+            if tensor in boundary or tensor in seen or tensor not in producer:
+                continue
+            seen.add(tensor)
+            index = producer[tensor]
+            if index not in inside:
+                inside.add(index)
+                stack.extend(int(t) for t in by_index[index]["inputs"] if int(t) >= 0)
+    counts = {"delegated_ops": {}, "fallback_ops": {}}
+    for node in nodes:
+        key = "delegated_ops" if node["index"] in inside else "fallback_ops"
+        counts[key][node["op_name"]] = counts[key].get(node["op_name"], 0) + 1
+    return {
+        "nodes": len(nodes),
+        "delegated": len(inside),
+        "partitions": len(delegates),
+        **{key: dict(sorted(value.items())) for key, value in counts.items()},
+    }
+
+
 class LiteForecaster:
     """A `.tflite` forecaster: NumPy frames in, NumPy forecast out.
 

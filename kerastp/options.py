@@ -21,6 +21,14 @@ STRATEGIES = (None, "mirrored", "multi_worker")
 #: `TrainConfig.mixed_precision` (None computes in float32).
 MIXED_PRECISIONS = ("bfloat16", "float16")
 
+#: Training losses by name (`Forecaster.compile(loss=...)`, `kerastp train --loss`): "auto" is
+#: each model's own (MSE; TAU adds its divergence term); the others are
+#: `kerastp.losses.NAMED_LOSSES` (the rain-aware ones assume the radar model scale).
+LOSSES = ("auto", "mse", "intensity", "intensity_csi")
+
+#: Augmentations of windowed training data (`kerastp.data.augment.WindowAugmentation`).
+AUGMENTATIONS = ("none", "dihedral", "dihedral_shift")
+
 #: Normalisations of the user's own arrays, fitted on the training split only.
 NORMALIZATIONS = ("none", "minmax", "zscore", "log1p")
 #: Radar frame sizes shipped with the events (pixels per side).

@@ -18,6 +18,7 @@ MODELS = {
     "predrnn": "kerastp.models.predrnn:PredRNN",
     "simvp": "kerastp.models.simvp:SimVP",
     "tau": "kerastp.models.tau:TAU",
+    "motioncast": "kerastp.models.motion_cast:MotionCast",
 }
 
 #: Data source name -> "module:Class" (a `kerastp.data.sources.DataSource`); a new source is
@@ -250,6 +251,43 @@ PRESETS = {
         "training": {"max_learning_rate": 1e-3, **_OPENSTL_TRAINING},
         "paper": {"params": 44.7e6, "flops": 16.0e9, "mse": 24.60},
     },
+    "motioncast_tiny": {
+        "model": "motioncast",
+        "tiny": True,
+        "description": "MotionCast, d=32, 2 motion + 1 residual mixer blocks, patch 4",
+        "config": {
+            **_MMNIST,
+            "hidden_dim": 32,
+            "motion_blocks": 2,
+            "residual_blocks": 1,
+            "patch_size": 4,
+            "residual_channels": 4,
+        },
+        "data": "moving_mnist",
+        "training": {"max_learning_rate": 1e-3, **_TINY_TRAINING},
+        "paper": None,
+    },
+    "motioncast_radar": {
+        "model": "motioncast",
+        "tiny": False,
+        "description": "MotionCast for radar nowcasting: 6 -> 12 frames of 64x64, d=64, "
+        "4 motion + 2 residual mixer blocks",
+        "config": {
+            "input_frames": 6,
+            "output_frames": 12,
+            "height": 64,
+            "width": 64,
+            "channels": 1,
+            "hidden_dim": 64,
+            "motion_blocks": 4,
+            "residual_blocks": 2,
+            "patch_size": 4,
+            "residual_channels": 8,
+        },
+        "data": "radar",
+        "training": {"max_learning_rate": 1e-3, "batch_size": 16, "epochs": 30},
+        "paper": None,
+    },
 }
 
 
@@ -278,6 +316,33 @@ PRETRAINED = {
             "examples": {
                 "path": "saved_models/mmnist/examples.npz",
                 "sha256": "af9209837943f9615efd39f63d0c86e99fba86419ebf6b27b74c442c9fda7081",
+            },
+        },
+    },
+    "radar": {
+        "description": "MotionCast (dense Lucas-Kanade motion with a learned correction, "
+        "semi-Lagrangian advection, learned growth and decay; 67.7K parameters) trained on six "
+        "radar events with the rain-aware loss; 6 frames of 5 min in, 12 out, 64x64 at 4 km, "
+        "rain rate in kerastp's radar model scale.",
+        "model": "motioncast",
+        "data": "radar",
+        "card": "saved_models/radar/MODEL_CARD.md",
+        "files": {
+            "keras": {
+                "path": "saved_models/radar/radar.keras",
+                "sha256": "bc0a7a278e128480b8402e47f003b24855afb071e225f92a3f88249a7404f1c5",
+            },
+            "tflite": {
+                "path": "tflite/radar/radar.tflite",
+                "sha256": "085aee0a64b17fb0c7988d57a63eacad4799207cc8e30713164d73ae238bed32",
+            },
+            "tflite_dynamic": {
+                "path": "tflite/radar/radar_dynamic.tflite",
+                "sha256": "e3e34f822293397e97a81a5cc507150abd9501243b31d0673049a1b7b7ef5bb6",
+            },
+            "examples": {
+                "path": "saved_models/radar/examples.npz",
+                "sha256": "68bdbbde68770210f99640559fd67e6d6c7d8fcae35f080c820c068465a6e2fc",
             },
         },
     },
@@ -315,7 +380,7 @@ SERIALIZABLES = {
         f"kerastp>{name}": f"{module}:{name}"
         for module, names in (
             ("kerastp.optimizers", ("OneCycle", "ScheduledAdam")),
-            ("kerastp.losses", ("MSEWithDifferentialDivergence",)),
+            ("kerastp.losses", ("IntensityWeightedLoss", "MSEWithDifferentialDivergence")),
             ("kerastp.metrics", ("FrameMSE", "FrameMAE", "frame_mse", "frame_mae")),
             ("kerastp.layers.depthwise", ("DepthwiseConv2D",)),
             (

@@ -61,7 +61,10 @@ class TrainConfig:
         data_key: array / dataset / variable name inside `data_path` when it holds several.
         normalization: "minmax", "zscore", "log1p" or "none", fitted on the training split
             only; recorded in config.json and every exported artifact's sidecar.
-        stride: window stride for `data="arrays"`.
+        stride: window stride for `data="arrays"` and for the radar training windows (the
+            radar validation windows keep the protocol's stride 3).
+        augment: "none", "dihedral" or "dihedral_shift": rotations, flips (and shifts) of
+            the radar training windows (`kerastp.data.augment.WindowAugmentation`).
         run_dir: the run's directory; default `runs/<preset>`.
         epochs: None takes the preset's.
         steps_per_epoch: optimizer steps per epoch; None gives 10,000 sequences per epoch
@@ -69,6 +72,8 @@ class TrainConfig:
         batch_size: None takes the preset's.
         learning_rate: peak learning rate; None takes the preset's.
         schedule: "one_cycle" (paper) or "constant".
+        loss: "auto" (the model's own), "mse", or a rain-aware loss of
+            `kerastp.losses.NAMED_LOSSES` ("intensity", "intensity_csi").
         val_sequences: sequences of the fixed validation set scored after each epoch.
         eval_sequences: sequences of the fixed test set scored at the end (0 skips); for
             radar, any positive value scores every window of the validation events.
@@ -95,12 +100,14 @@ class TrainConfig:
     data_key: str | None = None
     normalization: str = "minmax"
     stride: int = 1
+    augment: str = "none"
     run_dir: str | None = None
     epochs: int | None = None
     steps_per_epoch: int | None = None
     batch_size: int | None = None
     learning_rate: float | None = None
     schedule: str = "one_cycle"
+    loss: str = "auto"
     val_sequences: int = 256
     eval_sequences: int = 1000
     seed: int = 0
@@ -124,6 +131,8 @@ class TrainConfig:
         options.check_choice("strategy", config.strategy, options.STRATEGIES)
         precision.policy_name(config.mixed_precision)
         options.check_choice("schedule", config.schedule, options.SCHEDULES)
+        options.check_choice("loss", config.loss, options.LOSSES)
+        options.check_choice("augment", config.augment, options.AUGMENTATIONS)
         config.epochs = training["epochs"] if config.epochs is None else config.epochs
         config.batch_size = (
             training["batch_size"] if config.batch_size is None else config.batch_size
@@ -131,6 +140,11 @@ class TrainConfig:
         if config.learning_rate is None:
             config.learning_rate = training["max_learning_rate"]
         source = config.source()
+        if config.augment != "none" and not source.augmentable:
+            raise ValueError(
+                f"`augment`={config.augment!r} is not available for data={config.data!r}: "
+                "only windowed sources that declare it (radar) augment their training windows"
+            )
         source.check()  # finds the data before any model is built
         # What the data fixes (radar: 6 -> 12 frames of its size) unless `overrides` set it.
         config.overrides = {**source.model_overrides(config.preset), **config.overrides}
@@ -335,6 +349,7 @@ def _train(config, callbacks, strategy):
             "use schedule='constant'"
         )
     model.compile(
+        loss=config.loss,
         learning_rate=config.learning_rate,
         total_steps=total_steps if config.schedule == "one_cycle" else None,
     )

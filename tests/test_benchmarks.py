@@ -131,17 +131,23 @@ def test_benchmark_suite_smoke(tmp_path):
 
     nowcast = json.loads((tmp_path / "nowcasting.json").read_text())
     names = [r["name"] for r in nowcast["results"]]
-    assert names == ["persistence", "pysteps LK", "pysteps S-PROG", *tiny]
-    assert nowcast["train_windows"] == 50 and nowcast["eval_windows"] == 16
+    assert names == ["no rain (all zero)", "persistence", "pysteps LK", "pysteps S-PROG",
+                     "kerastp Lucas-Kanade (untrained MotionCast)", *tiny]  # fmt: skip
+    # Every training window at stride 1 (six events), the protocol's 16 evaluation windows.
+    assert nowcast["train_windows"] == 142 and nowcast["eval_windows"] == 16
+    assert (nowcast["stride"], nowcast["augment"]) == (1, "dihedral")
     for row in nowcast["results"]:
-        assert len(row["mse_mm_h_per_lead_time"]) == 12
+        assert len(row["mse_mm_h_per_lead_time"]) == len(row["fss_per_lead_time"]) == 12
         assert 0 <= row["csi"]["1.0"] <= 1
     # The baselines do not depend on training: persistence's scores are the radar protocol's.
-    persistence = nowcast["results"][0]
+    zero, persistence = nowcast["results"][:2]
     assert persistence["mse_mm_h_per_lead_time"][0] < persistence["mse_mm_h_per_lead_time"][-1]
+    assert zero["csi"]["1.0"] == 0.0 and zero["fss"] == 0.0
+    for preset in tiny:
+        assert (tmp_path / "models" / f"{preset}.keras").is_file()
 
     for png in ("quality_mse_per_lead_time", "quality_forecasts", "nowcasting_mse",
-                "nowcasting_csi_1mm"):  # fmt: skip
+                "nowcasting_csi_1mm", "nowcasting_fss", "nowcasting_window"):  # fmt: skip
         assert (tmp_path / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (tmp_path / "summary.md").read_text()
     for part in ("fidelity", "throughput", "quality", "nowcasting"):

@@ -292,6 +292,16 @@ def test_bench_times_every_runtime_of_an_artifact(exported, trained, monkeypatch
         assert row["runs"] == 3 and row["batch_size"] == 1
         assert 0 < row["min_ms"] <= row["median_ms"] <= row["p90_ms"]
         assert row["input_shape"] == [1, 10, 64, 64, 1]
+    for row in rows[:2]:
+        # Which operators XNNPACK runs, and the accuracy the export recorded.
+        info = row["delegation"]
+        counted = sum(info["delegated_ops"].values()) + sum(info["fallback_ops"].values())
+        assert counted == info["nodes"] > 0 and info["delegated"] <= info["nodes"]
+        assert info["partitions"] >= 1 and info["delegated_ops"].get("CONV_2D", 0) > 0
+        assert row["accuracy"]["quantize"] == "none" and row["accuracy"]["max_abs_error"] < 1e-4
+    code, out, err = _run(["bench", tflite, "--runs", "2", "--warmup", "0", "--threads", "1"])
+    assert code == 0, err
+    assert "delegated" in out and "none: max abs error" in out
     code, _, err = _run(["bench", str(trained.root / "missing.tflite")])
     assert code == 2 and "No .tflite file" in err
 

@@ -121,3 +121,49 @@ def test_unknown_implementation_is_named(monkeypatch):
         depthwise.depthwise_implementation()
     monkeypatch.setenv(depthwise.ENV_VAR, "shift")
     assert depthwise.depthwise_implementation() == "shift"
+
+
+@pytest.mark.parametrize("dilation, padding", [(3, "same"), (2, "valid"), (1, "same")])
+def test_native_form_matches_keras_forward(dilation, padding):
+    rng = np.random.default_rng(7)
+    x = tf.constant(rng.standard_normal((2, 21, 19, 5)).astype(np.float32))
+    k = tf.constant(rng.standard_normal((7, 7, 5, 1)).astype(np.float32))
+    native = depthwise.depthwise_conv(x, k, (dilation, dilation), padding, "native")
+    reference = depthwise.depthwise_conv(x, k, (dilation, dilation), padding, "keras")
+    np.testing.assert_allclose(native.numpy(), reference.numpy(), atol=1e-5)
+
+
+def test_export_scope_uses_the_native_form_and_restores_the_choice():
+    layer = DepthwiseConv2D(7, padding="same", dilation_rate=3)
+    layer.build((None, 16, 16, 4))
+    assert layer._alternative() is None
+    with depthwise.using_depthwise_implementation("native"):
+        assert layer._alternative() == "native"
+        undilated = DepthwiseConv2D(3, padding="same")
+        undilated.build((None, 16, 16, 4))
+        assert undilated._alternative() is None  # the same op either way
+    assert layer._alternative() is None
+    set_depthwise_implementation("shift")
+    try:
+        with depthwise.using_depthwise_implementation("native"):
+            pass
+        assert layer._alternative() == "shift"
+    finally:
+        set_depthwise_implementation(None)
+
+
+def test_exported_dilated_convolutions_are_single_tflite_ops(tmp_path):
+    """SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND pairs are gone from every exported graph."""
+    from kerastp import export, registry
+    from kerastp.lite import LiteForecaster
+
+    for preset in ("stlight_tiny", "simvp_tiny"):
+        model = registry.build_model(preset, height=16, width=16, input_frames=4,
+                                     output_frames=4)  # fmt: skip
+        sidecar = export.export_tflite(model, tmp_path / f"{preset}.tflite")
+        ops = LiteForecaster(tmp_path / f"{preset}.tflite").ops
+        assert "DEPTHWISE_CONV_2D" in ops and sidecar["parity"]["passed"]
+        assert not {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"} & set(ops), (preset, ops)
+    # Training graphs keep Keras' form: TensorFlow's CPU gradients of the native op ignore
+    # the dilation.
+    assert depthwise.depthwise_implementation() == "keras"

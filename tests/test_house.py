@@ -26,6 +26,7 @@ FLOORS = [
         "kerastp/registry.py",
         "kerastp/flops.py",
         "kerastp/losses.py",
+        "kerastp/rain_scale.py",
         "kerastp/optimizers.py",
         "kerastp/metrics.py",
         "kerastp/options.py",
@@ -183,6 +184,8 @@ def test_cli_choices_are_the_library_options():
     assert _choices(parser, "evaluate", "--data") == options.DATA_SOURCES
     assert _choices(parser, "train", "--normalization") == options.NORMALIZATIONS
     assert _choices(parser, "train", "--schedule") == options.SCHEDULES
+    assert _choices(parser, "train", "--loss") == options.LOSSES
+    assert _choices(parser, "train", "--augment") == options.AUGMENTATIONS
     assert _choices(parser, "train", "--mixed-precision") == options.MIXED_PRECISIONS
     assert _choices(parser, "train", "--radar-resolution") == options.RADAR_RESOLUTIONS
     assert _choices(parser, "export", "--quantize") == options.QUANTIZATIONS
@@ -243,6 +246,8 @@ def test_radar_source_maps_rain_rate_exactly():
     source = get_source("radar")
     rain = np.array([0.0, 0.5, 5.0, 100.0], np.float32)
     np.testing.assert_allclose(source.inverse(source.transform(rain)), rain, rtol=1e-5, atol=1e-6)
+    # Forecasts outside the model scale's [0, 1] come back as 0 and 100 mm/h, the data's range.
+    np.testing.assert_allclose(source.inverse(np.array([-0.2, 1.3])), [0.0, 100.0], rtol=1e-5)
     assert source.has_units and not get_source("procedural").has_units
 
 

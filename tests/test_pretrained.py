@@ -126,3 +126,62 @@ def test_cli_predicts_and_evaluates_a_pretrained_name(tmp_path, shared_mnist):
                               persistence=True)
     assert result["data"] == "mnist" and result["n_sequences"] == 16
     assert result["mse"] < 0.5 * result["persistence"]["mse"]
+
+
+@pytest.fixture(scope="module")
+def radar_examples():
+    data = load_npz(pretrained.pretrained_file("radar", "examples"))
+    assert "pysteps" in str(data["attribution"])
+    return data["past"].astype(np.float32), data["future"].astype(np.float32)
+
+
+def test_radar_reproduces_its_card_on_the_validation_windows():
+    """The shipped nowcaster scores what its card records on the 16 validation windows."""
+    import json
+
+    from kerastp.data import radar
+
+    if not radar.resolve_radar_dir(None).is_dir():  # pragma: no cover - shipped with the repo
+        pytest.skip("radar data not found")
+    card = json.loads(pretrained.pretrained_file("radar", "keras").with_name(
+        "model_card.json").read_text())  # fmt: skip
+    result = kerastp.evaluate("radar")
+    assert result["windows"] == card["test"]["windows"] == 16
+    model = result["model"]
+    assert model["mse_rain_rate"]["total"] == pytest.approx(card["test"]["mse_mm_h"], rel=1e-4)
+    assert model["csi"]["1.0"]["total"] == pytest.approx(card["test"]["csi_1.0"], rel=1e-4)
+    # Better than persistence at every lead time on squared error in mm/h.
+    ours = np.array(model["mse_rain_rate"]["per_lead_time"])
+    persistence = np.array(result["persistence"]["mse_rain_rate"]["per_lead_time"])
+    assert np.all(ours < persistence)
+
+
+def test_radar_tflite_files_reproduce_the_keras_model(radar_examples):
+    past = radar_examples[0][:2]
+    model = kerastp.from_preset("radar")
+    expected = np.asarray(model.predict(past, verbose=0))
+    for kind in PRETRAINED["radar"]["files"]:
+        if not kind.startswith("tflite"):
+            continue
+        got = kerastp.from_preset("radar", kind=kind).predict(past)
+        if kind == "tflite":
+            np.testing.assert_allclose(got, expected, atol=1e-4)
+        else:  # quantised weights: close on average (the export judged its held-out MSE)
+            assert float(np.mean(np.abs(got - expected))) < 0.01, kind
+
+
+def test_radar_predicts_rain_rates_from_the_cli(tmp_path, radar_examples):
+    from kerastp import cli
+    from kerastp.data import radar
+
+    rain = radar.to_rain_rate(radar_examples[0][0])
+    np.save(tmp_path / "past.npy", rain)
+    out = tmp_path / "forecast.npy"
+    assert cli.main(["predict", "--model", "radar", "--inputs", str(tmp_path / "past.npy"),
+                     "--out", str(out)]) == 0  # fmt: skip
+    forecast = np.load(out)
+    assert forecast.shape == (12, 64, 64, 1) and forecast.min() >= 0.0
+    expected = radar.to_rain_rate(
+        kerastp.from_preset("radar").predict(radar_examples[0][:1], verbose=0)[0], clip=True
+    )
+    np.testing.assert_allclose(forecast, expected, rtol=1e-4, atol=1e-3)

@@ -137,11 +137,14 @@ class WindowsPyDataset(keras.utils.PyDataset):
         shuffle: reshuffle each pass.
         steps: batches per pass; None: `N // batch_size` (all of them when not shuffled).
         drop_remainder: drop a final partial batch (only when `steps` is None).
+        augmentation: a `kerastp.data.augment.WindowAugmentation` applied to every batch
+            (the transforms of batch i of pass e drawn from `default_rng([seed, e, i, 1])`,
+            so a resumed pass sees the same ones), or None.
         **kwargs: `keras.utils.PyDataset` arguments.
     """
 
     def __init__(self, past, future, batch_size, seed=0, shuffle=True, steps=None,
-                 drop_remainder=True, **kwargs):
+                 drop_remainder=True, augmentation=None, **kwargs):
         super().__init__(**kwargs)
         if len(past) != len(future) or not len(past):
             raise ValueError(
@@ -160,6 +163,7 @@ class WindowsPyDataset(keras.utils.PyDataset):
             raise ValueError(
                 f"{count} windows make no batch of batch_size={batch_size}; lower the batch size"
             )
+        self.augmentation = augmentation
         self.epoch = 0
         self._skip = 0
 
@@ -187,8 +191,12 @@ class WindowsPyDataset(keras.utils.PyDataset):
         else:
             positions = np.arange(start, min(start + self.batch_size, len(order)))
         chosen = order[positions]
-        return (np.asarray(self.past[chosen], np.float32),
-                np.asarray(self.future[chosen], np.float32))
+        past = np.asarray(self.past[chosen], np.float32)
+        future = np.asarray(self.future[chosen], np.float32)
+        if self.augmentation is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, index, 1])
+            past, future = self.augmentation(past, future, rng)
+        return past, future
 
     def on_epoch_end(self):
         self._skip = 0

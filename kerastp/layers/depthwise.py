@@ -12,6 +12,14 @@ config and picks the form per backend:
 - ``"shift"``: the sum over the k*k taps of a shifted input times a per-channel weight
   (`keras.ops` only, any backend). XLA fuses it into elementwise loops, and the weight
   gradient becomes k*k reductions;
+- ``"native"`` (TensorFlow, inference only): one `DepthwiseConv2dNative` op carrying the
+  dilation as an attribute. `tf.nn.depthwise_conv2d` (Keras' form) wraps a dilated
+  convolution in SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND, which TFLite keeps as three ops
+  around an undilated kernel; the native op converts to one DEPTHWISE_CONV_2D with its
+  dilation factor, which XNNPACK runs directly (issue "Edge forecasting at full speed").
+  TensorFlow's CPU gradient kernels of that op ignore the dilation, so the export uses it
+  (`using_depthwise_implementation("native")` while it traces the serving graph) and
+  training never does; an undilated convolution is the same op either way;
 
 Only stride 1, depth multiplier 1 and "same"/"valid" padding take the alternative paths; any
 other setting falls back to ``"keras"``. `KERASTP_DEPTHWISE` (environment) or
@@ -27,12 +35,13 @@ third form raced then (a custom-gradient `lax` convolution with the weight gradi
 forward grouped convolution) was slower than both everywhere (12.8 ms) and was dropped.
 """
 
+import contextlib
 import os
 
 import keras
 from keras import ops
 
-IMPLEMENTATIONS = ("auto", "keras", "shift")
+IMPLEMENTATIONS = ("auto", "keras", "shift", "native")
 ENV_VAR = "KERASTP_DEPTHWISE"
 
 #: (backend, platform, compute dtype) -> implementation used by "auto"; measured by
@@ -54,6 +63,22 @@ def set_depthwise_implementation(name):
             f"got {name!r}"
         )
     _chosen["name"] = name
+
+
+@contextlib.contextmanager
+def using_depthwise_implementation(name):
+    """Within the block, depth-wise convolutions traced use `name` (then the previous choice).
+
+    Example:
+    >>> with using_depthwise_implementation("native"):  # doctest: +SKIP
+    ...     archive.write_out(path)  # the serving graph with dilated DEPTHWISE_CONV_2D ops
+    """
+    previous = _chosen["name"]
+    set_depthwise_implementation(name)
+    try:
+        yield
+    finally:
+        _chosen["name"] = previous
 
 
 def _platform():
@@ -111,6 +136,20 @@ def shift_depthwise(inputs, kernel, dilation, padding):
     return outputs
 
 
+def native_depthwise(inputs, kernel, dilation, padding):
+    """TensorFlow's `DepthwiseConv2dNative` with the dilation as an attribute (forward only:
+    its CPU gradient kernels ignore the dilation; see the module docstring)."""
+    import tensorflow as tf  # only reached on the TensorFlow backend
+
+    return tf.raw_ops.DepthwiseConv2dNative(
+        input=inputs,
+        filter=kernel,
+        strides=[1, 1, 1, 1],
+        padding=padding.upper(),
+        dilations=[1, int(dilation[0]), int(dilation[1]), 1],
+    )
+
+
 def depthwise_conv(inputs, kernel, dilation=(1, 1), padding="same", implementation="keras"):
     """A stride-1, depth-multiplier-1 depth-wise convolution in the given form.
 
@@ -119,10 +158,12 @@ def depthwise_conv(inputs, kernel, dilation=(1, 1), padding="same", implementati
         kernel: (kh, kw, C, 1), Keras' depth-wise kernel layout.
         dilation: (dh, dw).
         padding: "same" or "valid".
-        implementation: "keras" or "shift" (see the module docstring).
+        implementation: "keras", "shift" or "native" (see the module docstring).
     """
     if implementation == "shift":
         return shift_depthwise(inputs, kernel, tuple(dilation), padding)
+    if implementation == "native":
+        return native_depthwise(inputs, kernel, tuple(dilation), padding)
     return ops.depthwise_conv(inputs, kernel, 1, padding, dilation_rate=tuple(dilation))
 
 
@@ -143,6 +184,10 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
         ):
             return None
         name = depthwise_implementation(keras.backend.standardize_dtype(self.compute_dtype))
+        if name == "native" and (
+            keras.backend.backend() != "tensorflow" or tuple(self.dilation_rate) == (1, 1)
+        ):
+            return None  # TensorFlow only; undilated, Keras' form is the same op
         return None if name == "keras" else name
 
     def call(self, inputs):

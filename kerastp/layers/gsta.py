@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from kerastp.layers.depthwise import DepthwiseConv2D
 from kerastp.validation import positive_ints
 
 
@@ -45,7 +46,7 @@ def _conv(filters, kernel_size, name, dilation=1, dtype=None):
 
 
 def _depthwise(kernel_size, name, dilation=1, dtype=None):
-    return keras.layers.DepthwiseConv2D(
+    return DepthwiseConv2D(
         kernel_size,
         padding="same",
         dilation_rate=dilation,

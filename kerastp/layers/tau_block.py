@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from kerastp.layers.depthwise import DepthwiseConv2D
 from kerastp.layers.gsta import GSTABlock, pytorch_default_init
 
 
@@ -11,7 +12,7 @@ def _default_conv(filters, kernel_size, fan_in, name, dilation=1, depthwise=Fals
     if depthwise:
         # Keras' fan-in of a depth-wise kernel (k, k, C, 1) is C*k*k; PyTorch's is k*k
         # (in_channels / groups * k * k), so the bound is set explicitly.
-        return keras.layers.DepthwiseConv2D(
+        return DepthwiseConv2D(
             kernel_size,
             padding="same",
             dilation_rate=dilation,

@@ -277,13 +277,16 @@ class Forecaster(keras.Model):
                 see `kerastp.optimizers.one_cycle_adam`) peaking at `learning_rate`;
                 without, a constant `learning_rate`. Anything Keras accepts is passed on.
             loss: `"auto"` is the model's `default_loss()` (the mean squared error unless a
-                model's paper trains with more, e.g. TAU).
+                model's paper trains with more, e.g. TAU); a name of
+                `kerastp.losses.NAMED_LOSSES` ("intensity", "intensity_csi": the rain-aware
+                `IntensityWeightedLoss`) builds that loss; anything Keras accepts is passed on.
             metrics: `"auto"` gives `FrameMSE` and `FrameMAE` (OpenSTL's per-frame sums).
             learning_rate: float; default `default_learning_rate` of the model class.
             total_steps: int, optimizer steps of the run (epochs * steps per epoch), which
                 turns on the one-cycle schedule.
             **kwargs: other `keras.Model.compile` arguments.
         """
+        from kerastp import losses as kerastp_losses
         from kerastp import metrics as kerastp_metrics
         from kerastp.optimizers import ScheduledAdam, one_cycle_adam
 
@@ -295,6 +298,8 @@ class Forecaster(keras.Model):
                 optimizer = ScheduledAdam(learning_rate=peak, epsilon=1e-8)
         if isinstance(loss, str) and loss == "auto":
             loss = self.default_loss()
+        elif isinstance(loss, str) and loss in kerastp_losses.NAMED_LOSSES:
+            loss = kerastp_losses.get(loss)
         if isinstance(metrics, str) and metrics == "auto":
             metrics = [kerastp_metrics.FrameMSE(), kerastp_metrics.FrameMAE()]
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)

@@ -33,6 +33,7 @@ CONFIG_KEYS = (
     "data_key",
     "normalization",
     "stride",
+    "augment",
     "data_scale",
 )
 
@@ -51,6 +52,8 @@ class DataSource:
     name = None
     #: True for a stream generated without end (Moving MNIST): a run sets its epoch length.
     generated = False
+    #: True when the source takes `augment` (`kerastp.data.augment`) for its training stream.
+    augmentable = False
     #: What the model's numbers mean; recorded in config.json and every artifact's sidecar.
     DATA_SCALE = None
     #: The `name` of this source's data scale records (how a sidecar names its source).

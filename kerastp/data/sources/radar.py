@@ -5,8 +5,10 @@ import numpy as np
 
 from kerastp import registry
 from kerastp.data import radar
+from kerastp.data.augment import WindowAugmentation
 from kerastp.data.sources.base import DataSource, uses_tf_data
 from kerastp.options import RADAR_RESOLUTIONS, check_choice
+from kerastp.validation import check_int
 
 #: The radar nowcasting protocol (`../shared/data/radar/README.md`): 6 frames in, 12 out.
 RADAR_FRAMES = {"input_frames": 6, "output_frames": 12}
@@ -22,10 +24,17 @@ class RadarSource(DataSource):
         radar_path: radar data folder (see `kerastp.data.radar.resolve_radar_dir`).
         radar_resolution: 64 or 128 pixels per side (None: 64 for a new model, else the
             model's frame size).
-        seed: seeds the shuffle of the training windows.
+        seed: seeds the shuffle of the training windows (and their augmentation).
+        stride: stride of the training windows inside an event (1: every window); the
+            validation windows keep the protocol's stride 3.
+        augment: "none", "dihedral" (the eight rotations and flips of the square) or
+            "dihedral_shift" (and translations by up to 8 pixels), one random transform per
+            training window and pass, the same for its input and target frames
+            (`kerastp.data.augment.WindowAugmentation`).
     """
 
     name = "radar"
+    augmentable = True
     SCALE_NAME = "radar_log_rain_rate"
     SCORING = "nowcasting"
     DATA_SCALE = {
@@ -35,10 +44,13 @@ class RadarSource(DataSource):
         "range": [0.0, 1.0],
     }
 
-    def __init__(self, radar_path=None, radar_resolution=None, seed=0):
+    def __init__(self, radar_path=None, radar_resolution=None, seed=0, stride=3, augment="none"):
         super().__init__(seed=seed)
         self.radar_path = radar_path
         self.radar_resolution = radar_resolution
+        self.stride = check_int("stride", stride, minimum=1)
+        self.augmentation = WindowAugmentation.from_name(augment)
+        self.augment = augment
         self._train = None
 
     @classmethod
@@ -47,6 +59,8 @@ class RadarSource(DataSource):
             radar_path=config.get("radar_path"),
             radar_resolution=config.get("radar_resolution"),
             seed=config.get("seed") or 0,
+            stride=config.get("stride") or 3,
+            augment=config.get("augment") or "none",
         )
 
     def check(self):
@@ -82,7 +96,9 @@ class RadarSource(DataSource):
         return radar.to_model_scale(np.asarray(values, np.float32))
 
     def inverse(self, values):
-        return radar.to_rain_rate(np.asarray(values, np.float32))
+        # Forecasts leave [0, 1] by small amounts; rain rates outside 0-100 mm/h (the data's
+        # range) are not physical, so scores and written forecasts use the clipped field.
+        return radar.to_rain_rate(np.asarray(values, np.float32), clip=True)
 
     def _common(self, model):
         return {
@@ -93,11 +109,15 @@ class RadarSource(DataSource):
         }
 
     def training_stream(self, model, batch_size, steps_per_epoch, first_epoch=0, num_epochs=1):
-        if not uses_tf_data():
+        common = {**self._common(model), "stride": self.stride}
+        if self.augmentation is not None or not uses_tf_data():
+            # Augmented windows come from one NumPy implementation on every backend.
             from kerastp.data.pydatasets import WindowsPyDataset
 
-            past, future = radar.radar_arrays("train", **self._common(model))
-            stream = WindowsPyDataset(past, future, batch_size, seed=self.seed)
+            past, future = radar.radar_arrays("train", **common)
+            stream = WindowsPyDataset(
+                past, future, batch_size, seed=self.seed, augmentation=self.augmentation
+            )
             if steps_per_epoch and steps_per_epoch > stream.steps:
                 raise ValueError(
                     f"`steps_per_epoch`={steps_per_epoch} exceeds the {stream.steps} batches "
@@ -105,14 +125,13 @@ class RadarSource(DataSource):
                     "for one pass"
                 )
             stream.steps = steps_per_epoch or stream.steps
+            stream.epoch = first_epoch
             return stream, stream.steps
         # One dataset for the whole run: Keras iterates the windows once per epoch and they
         # reshuffle every pass (a resumed run restarts that seeded sequence).
         key = (batch_size, steps_per_epoch)
         if self._train is None or self._train[0] != key:
-            dataset = radar.radar_dataset(
-                "train", seed=self.seed, batch_size=batch_size, **self._common(model)
-            )
+            dataset = radar.radar_dataset("train", seed=self.seed, batch_size=batch_size, **common)
             batches = int(dataset.cardinality())
             steps = steps_per_epoch or batches
             if steps > batches:
@@ -137,7 +156,10 @@ class RadarSource(DataSource):
         )
 
     def calibration_samples(self, model, num_sequences=64):
-        return radar.radar_arrays("train", **self._common(model))[0][:num_sequences]
+        past = radar.radar_arrays("train", **self._common(model))[0]
+        # Spread over every training event, not the first event's first windows.
+        chosen = np.linspace(0, len(past) - 1, min(num_sequences, len(past))).round().astype(int)
+        return past[np.unique(chosen)]
 
     def held_out(self, model, num_sequences=64):
         return radar.radar_arrays("val", **self._common(model))
@@ -166,5 +188,6 @@ class RadarSource(DataSource):
     def __repr__(self):
         return (
             f"RadarSource(radar_path={self.radar_path!r}, "
-            f"radar_resolution={self.radar_resolution}, seed={self.seed})"
+            f"radar_resolution={self.radar_resolution}, seed={self.seed}, "
+            f"stride={self.stride}, augment={self.augment!r})"
         )

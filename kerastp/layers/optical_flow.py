@@ -1,0 +1,105 @@
+"""Dense Lucas-Kanade motion from the last frames, in `keras.ops` (no weights).
+
+Classical nowcasting's motion estimate, written so that a model can start from it: MotionCast
+adds its learned correction to this field, so an untrained MotionCast already extrapolates
+like pysteps' Lucas-Kanade + semi-Lagrangian scheme, and training only has to improve on it.
+Every step is a fixed convolution, pooling or elementwise op: it runs on every Keras backend,
+is differentiable, and converts to TFLite builtin ops.
+"""
+
+import numpy as np
+from keras import ops
+
+#: Central differences along rows and columns as (3, 3, 1, 1) depth-wise kernels.
+_D_ROWS = np.array([[0, -0.5, 0], [0, 0, 0], [0, 0.5, 0]], np.float32).reshape(3, 3, 1, 1)
+_D_COLS = np.array([[0, 0, 0], [-0.5, 0, 0.5], [0, 0, 0]], np.float32).reshape(3, 3, 1, 1)
+
+
+def _pool(x, size):
+    return ops.average_pool(x, size, strides=1, padding="same")
+
+
+def lucas_kanade(frames, pairs=2, downsample=2, window=9, ridge=0.3, global_weight=0.2):
+    """Backward displacement per time step, by dense Lucas-Kanade on the last frames.
+
+    1. The last `pairs + 1` frames (summed over channels) are block-averaged by `downsample`
+       (a coarse grid where motion of a few pixels per step becomes a fraction of a pixel,
+       inside Lucas-Kanade's linear range);
+    2. for each consecutive pair: spatial gradients `I_r`, `I_c` (central differences of
+       the pair's mean) and the temporal difference `I_t`;
+    3. the structure tensor `[[I_r I_r, I_r I_c], [I_r I_c, I_c I_c]]` and `[I_r I_t, I_c I_t]`,
+       summed over the pairs and averaged over a `window` x `window` neighbourhood, plus
+       `global_weight` times their mean over the whole frame (so regions without texture
+       move with the field's mean motion, as pysteps' interpolation of sparse vectors does);
+    4. the 2x2 system solved in closed form with a ridge `ridge * trace` (no motion where
+       nothing is measured), then resized bilinearly to full resolution and scaled back to
+       pixels.
+
+    The result is the *backward* displacement (each pixel's content one step later comes
+    from `p + flow(p)`), the convention of `kerastp.layers.warp`.
+
+    The defaults were chosen on the radar training events only (stride-3 windows, never the
+    validation events): extrapolating the last frame along this field gives an MSE over the
+    hour of 3.69 (mm/h)^2 there, against 4.16 for pysteps' Lucas-Kanade extrapolation and
+    5.96 for persistence (+5 min: 0.72, 0.75, 1.72).
+
+    Args:
+        frames: (B, T, H, W, C) with T >= pairs + 1; H and W divisible by `downsample`.
+        pairs: consecutive frame pairs used (pysteps uses the last three frames: 2 pairs).
+        downsample: int, block size of the coarse grid.
+        window: int, neighbourhood (coarse pixels) of the structure tensor.
+        ridge: float, Tikhonov regularisation relative to the frame's mean gradient energy.
+        global_weight: float, weight of the frame-wide structure tensor.
+
+    Returns:
+        (B, H, W, 2) float32 backward displacement per step, (rows, columns) in pixels.
+
+    Example:
+    >>> y, x = np.meshgrid(np.arange(32.0), np.arange(32.0), indexing="ij")
+    >>> blob = lambda t: np.exp(-((y - 16) ** 2 + (x - 12 - t) ** 2) / 40.0)
+    >>> frames = np.stack([blob(t) for t in range(3)])[None, ..., None].astype("float32")
+    >>> flow = lucas_kanade(frames)  # moving right one pixel per step
+    >>> round(float(flow[0, 16, 13, 1]), 1)
+    -1.0
+    """
+    shape = tuple(int(d) for d in frames.shape[1:])
+    steps, height, width = shape[0], shape[1], shape[2]
+    if steps < pairs + 1:
+        raise ValueError(f"lucas_kanade needs {pairs + 1} frames for {pairs} pairs, got {steps}")
+    if height % downsample or width % downsample:
+        raise ValueError(
+            f"frame size {height}x{width} must be divisible by downsample={downsample}"
+        )
+    frames = ops.cast(frames, "float32")
+    coarse = [
+        ops.average_pool(
+            ops.sum(frames[:, t], axis=-1, keepdims=True), downsample, strides=downsample
+        )
+        for t in range(steps - pairs - 1, steps)
+    ]
+    sums = None
+    for earlier, later in zip(coarse[:-1], coarse[1:], strict=True):
+        mean = 0.5 * (earlier + later)
+        padded = ops.pad(mean, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="symmetric")
+        grad_r = ops.depthwise_conv(padded, _D_ROWS, 1, "valid")
+        grad_c = ops.depthwise_conv(padded, _D_COLS, 1, "valid")
+        grad_t = later - earlier
+        terms = ops.concatenate(
+            [grad_r * grad_r, grad_r * grad_c, grad_c * grad_c, grad_r * grad_t, grad_c * grad_t],
+            axis=-1,
+        )
+        sums = terms if sums is None else sums + terms
+    local = _pool(sums, window)
+    frame_mean = ops.mean(sums, axis=(1, 2), keepdims=True)
+    tensor = local + global_weight * frame_mean
+    rr, rc, cc, rt, ct = (tensor[..., i] for i in range(5))
+    energy = ops.mean(frame_mean[..., 0] + frame_mean[..., 2], axis=(1, 2), keepdims=True)
+    lam = ridge * energy + 1e-12
+    rr, cc = rr + lam, cc + lam
+    det = rr * cc - rc * rc
+    # Forward motion (d_r, d_c) solves [[rr, rc], [rc, cc]] d = -[rt, ct]; the backward
+    # displacement is its opposite.
+    back_r = (cc * rt - rc * ct) / det
+    back_c = (rr * ct - rc * rt) / det
+    flow = ops.stack([back_r, back_c], axis=-1) * float(downsample)
+    return ops.image.resize(flow, (height, width), interpolation="bilinear")
