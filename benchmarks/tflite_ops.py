@@ -11,7 +11,9 @@ For each preset (initial weights; latency does not depend on their values), at b
    four shapes) are timed once and counted by their number of calls. What the layers do not
    cover (activations, attention products, reshapes, warping) is the whole-model time minus
    their sum, the "other operators" row;
-3. the dilated depth-wise convolution in Keras' form (`tf.nn.depthwise_conv2d`: SPACE_TO_BATCH_ND
+3. the whole model exported with Keras' depth-wise form throughout (how kerastp exported
+   before; "before" in the table) against the export now;
+4. the dilated depth-wise convolution in Keras' form (`tf.nn.depthwise_conv2d`: SPACE_TO_BATCH_ND
    / DEPTHWISE_CONV_2D / BATCH_TO_SPACE_ND in TFLite, what kerastp exported before) and in the
    native form kerastp exports now (one DEPTHWISE_CONV_2D with its dilation factor).
 
@@ -123,10 +125,19 @@ def _signature(layer, shape):
 
 def profile_preset(preset, threads, runs, max_seconds, workdir):
     model = registry.build_model(preset)
+    shape = (1, *model.input_signature_shape[1:])
+    # Before: the export as kerastp wrote it until now (Keras' depth-wise form throughout).
+    before_path = workdir / f"{preset}_keras_form.tflite"
+    native_scope = export.using_depthwise_implementation
+    export.using_depthwise_implementation = lambda name: native_scope("keras")
+    try:
+        export.export_tflite(model, before_path, preset=preset)
+    finally:
+        export.using_depthwise_implementation = native_scope
+    before = time_tflite(before_path, shape, threads, runs, max_seconds)
     whole_path = workdir / f"{preset}.tflite"
     export.export_tflite(model, whole_path, preset=preset)
-    whole = time_tflite(whole_path, (1, *model.input_signature_shape[1:]), threads, runs,
-                        max_seconds)  # fmt: skip
+    whole = time_tflite(whole_path, shape, threads, runs, max_seconds)
     lite = LiteForecaster(whole_path, num_threads=threads[0])
     lite.predict(export.probe_batch(model, batch_size=1))
     delegated = delegation(lite.interpreter)
@@ -161,6 +172,8 @@ def profile_preset(preset, threads, runs, max_seconds, workdir):
     return {
         "preset": preset,
         "whole_ms": {str(n): whole[n] for n in threads},
+        "whole_ms_keras_form": {str(n): before[n] for n in threads},
+        "ops_keras_form": LiteForecaster(before_path).ops,
         "delegation": delegated,
         "layers": rows,
         "other_ms": {str(n): whole[n] - covered[str(n)] for n in threads},
@@ -226,9 +239,12 @@ def markdown(payload):
     for p in payload["presets"]:
         d = p["delegation"]
         whole = " / ".join(f"{p['whole_ms'][str(n)]:.2f}" for n in threads)
+        before = " / ".join(f"{p['whole_ms_keras_form'][str(n)]:.2f}" for n in threads)
         fallback = ", ".join(f"{k} x{v}" for k, v in d["fallback_ops"].items()) or "none"
         lines += [
             f"### {p['preset']}: {whole} ms",
+            "",
+            f"Exported with Keras' depth-wise form (before): {before} ms.",
             "",
             f"XNNPACK runs {d['delegated']} of {d['nodes']} operators in {d['partitions']} "
             f"partition(s); LiteRT's own kernels run: {fallback}.",

@@ -45,9 +45,9 @@ def warp(image, flow, padding="zeros"):
     dtype = image.dtype
     flow = ops.cast(flow, "float32")
     image = ops.cast(image, "float32")
-    rows, cols = _grid(height, width)
-    sample_rows = rows + flow[..., 0]
-    sample_cols = cols + flow[..., 1]
+    rows, cols = (ops.convert_to_tensor(g) for g in _grid(height, width))
+    sample_rows = ops.add(rows, flow[..., 0])
+    sample_cols = ops.add(cols, flow[..., 1])
     if padding == "zeros":
         # A one-pixel ring of zeros around the frame, and sample positions clipped into
         # [-1, size]: anything further out then reads only zeros, with no masks (fewer,
