@@ -60,8 +60,13 @@ def leaf_layers(model):
     records = {}
     wrapped = []
 
+    seen = set()
+
     def visit(layer):
         for child in layer._flatten_layers(include_self=False, recursive=False):
+            if id(child) in seen:  # a layer reachable twice (an RNN's cell) is wrapped once
+                continue
+            seen.add(id(child))
             if type(child).__name__ in TIMED_KINDS:
                 original = child.call
 
@@ -216,12 +221,17 @@ def markdown(payload):
         f"TFLite (LiteRT {payload['machine']['versions'].get('ai_edge_litert')}) fp32, batch "
         f"1, median ms at {' / '.join(map(str, threads))} threads; "
         f"{machine_line(payload['machine'])}.",
+        "Each layer timed alone pays its own invoke, input copy and output allocation, and a "
+        "BatchNorm alone is a MUL and an ADD that XNNPACK fuses into its neighbours inside the "
+        "model: the layers' sum can exceed the whole model (a negative 'other operators' row).",
         "",
     ]
     if payload.get("depthwise_forms"):
         lines += [
             "**The dilated depth-wise convolution** (7x7, dilation 3, on (1, 32, 32, 800) as in "
-            "STLight-XS), in the two forms an export can take:",
+            "STLight-XS), in the two forms an export can take (at this static batch of 1 the "
+            "converter fuses Keras' form into one op too; with the exported models' dynamic "
+            "batch it does not):",
             "",
             "| form | TFLite ops | ms | GMAC/s |",
             "|---|---|---|---|",
@@ -244,7 +254,9 @@ def markdown(payload):
         lines += [
             f"### {p['preset']}: {whole} ms",
             "",
-            f"Exported with Keras' depth-wise form (before): {before} ms.",
+            f"Exported with Keras' depth-wise form (before): {before} ms"
+            + (" (its graph holds SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND)."
+               if "SPACE_TO_BATCH_ND" in p.get("ops_keras_form", []) else "."),
             "",
             f"XNNPACK runs {d['delegated']} of {d['nodes']} operators in {d['partitions']} "
             f"partition(s); LiteRT's own kernels run: {fallback}.",
