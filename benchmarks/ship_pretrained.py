@@ -68,6 +68,29 @@ def per_lead_plot(values, reference, path, title):
     atomic_write(path, buffer.getvalue())
 
 
+def tflite_section(card, number_format, held_out):
+    """The card's TFLite table (sizes, checks, latencies) and the refused conversions."""
+    lines = [
+        "## TFLite",
+        "| file | bytes | check | latency batch 1, 1 thread | 2 threads |",
+        "|---|---|---|---|---|",
+    ]
+    for row in card["tflite"].values():
+        parity = row["parity"]
+        if "mse_tflite" in parity:
+            check = (f"MSE {parity['mse_keras']:{number_format}} -> "
+                     f"{parity['mse_tflite']:{number_format}} "
+                     + held_out.format(n=parity["held_out_sequences"]))
+        else:
+            check = f"max abs error {parity['max_abs_error']:.1e}"
+        lines.append(f"| {row['path']} | {row['bytes']:,} | {check} | "
+                     f"{row['latency_ms'].get('1')} ms | {row['latency_ms'].get('2')} ms |")
+    for quantize, why in card.get("tflite_refused", {}).items():
+        lines.append(f"\n`{quantize}` was refused by the export's verification: "
+                     f"{why.split(';')[0]}.")
+    return lines
+
+
 RADAR_ATTRIBUTION = (
     "Radar rain-rate windows of the pysteps example data (FMI 2017-05-09, MeteoSwiss "
     "2017-01-31), imported with pysteps and averaged to 4 km; research and benchmark use "
@@ -143,20 +166,8 @@ def render_radar_card(card):
         f"- hardware: {training['machine']}; fit {training['fit_s']:.0f} s",
         f"- re-run: `{training['command']}`, then `{training['ship_command']}`",
         "",
-        "## TFLite",
-        "| file | bytes | check | latency batch 1, 1 thread | 2 threads |",
-        "|---|---|---|---|---|",
+        *tflite_section(card, ".5f", "(model scale) on {n} held-out windows"),
     ]
-    for row in card["tflite"].values():
-        parity = row["parity"]
-        check = (f"MSE {parity['mse_keras']:.5f} -> {parity['mse_tflite']:.5f} (model scale) on "
-                 f"{parity['held_out_sequences']} held-out windows"
-                 if "mse_tflite" in parity else f"max abs error {parity['max_abs_error']:.1e}")
-        lines.append(f"| {row['path']} | {row['bytes']:,} | {check} | "
-                     f"{row['latency_ms'].get('1')} ms | {row['latency_ms'].get('2')} ms |")
-    for quantize, why in card.get("tflite_refused", {}).items():
-        lines.append(f"\n`{quantize}` was refused by the export's verification: "
-                     f"{why.split(';')[0]}.")
     lines += [
         f"\nLatencies measured on the machine that shipped the files ({card.get('ship_machine')}).",
         "",
@@ -235,20 +246,8 @@ def render_card(card):
         f"`python benchmarks/ship_pretrained.py {card['name']} --keras DIR/{card['name']}.keras "
         "--recipe DIR/recipe.json`",
         "",
-        "## TFLite",
-        "| file | bytes | check | latency batch 1, 1 thread | 2 threads |",
-        "|---|---|---|---|---|",
+        *tflite_section(card, ".1f", "on {n} held-out sequences"),
     ]
-    for row in card["tflite"].values():
-        parity = row["parity"]
-        check = (f"MSE {parity['mse_keras']:.1f} -> {parity['mse_tflite']:.1f} on "
-                 f"{parity['held_out_sequences']} held-out sequences"
-                 if "mse_tflite" in parity else f"max abs error {parity['max_abs_error']:.1e}")
-        lines.append(f"| {row['path']} | {row['bytes']:,} | {check} | "
-                     f"{row['latency_ms'].get('1')} ms | {row['latency_ms'].get('2')} ms |")
-    for quantize, why in card.get("tflite_refused", {}).items():
-        reason = why.split(";")[0]
-        lines.append(f"\n`{quantize}` was refused by the export's verification: {reason}.")
     lines += [
         f"\nLatencies measured on the machine that shipped the files ({card.get('ship_machine')}).",
         "",
@@ -290,7 +289,6 @@ def main(argv=None):
     import keras
 
     import kerastp
-    from kerastp.bench import bench_path
     from kerastp.data.standard_set import standard_test_set
     from kerastp.export import ExportVerificationError, export_artifacts, export_keras
     from kerastp.pretrained import sha256
@@ -375,15 +373,7 @@ def main(argv=None):
                   model_dir / "per_lead.png", f"{args.name}: MSE per lead frame")
 
     # 5. TFLite sizes and latencies (batch 1, 1 and 2 threads).
-    lite_rows = {}
-    for kind, (path, lite_sidecar) in tflite.items():
-        rows = bench_path(path, threads=(1, 2), runs=10, max_seconds=20)
-        lite_rows[kind] = {
-            "path": str(Path(path).relative_to(ROOT)),
-            "bytes": Path(path).stat().st_size,
-            "parity": lite_sidecar["parity"],
-            "latency_ms": {str(r["threads"]): round(r["median_ms"], 2) for r in rows},
-        }
+    lite_rows = _lite_rows(tflite)
 
     files = {"keras": keras_path, **{k: Path(v[0]) for k, v in tflite.items()}}
     checksums = {kind: {"path": str(path.relative_to(ROOT)), "sha256": sha256(path)}

@@ -133,12 +133,11 @@ def profile_preset(preset, threads, runs, max_seconds, workdir):
     shape = (1, *model.input_signature_shape[1:])
     # Before: the export as kerastp wrote it until now (Keras' depth-wise form throughout).
     before_path = workdir / f"{preset}_keras_form.tflite"
-    native_scope = export.using_depthwise_implementation
-    export.using_depthwise_implementation = lambda name: native_scope("keras")
+    export.DEPTHWISE_FORM = "keras"
     try:
         export.export_tflite(model, before_path, preset=preset)
     finally:
-        export.using_depthwise_implementation = native_scope
+        export.DEPTHWISE_FORM = "native"
     before = time_tflite(before_path, shape, threads, runs, max_seconds)
     whole_path = workdir / f"{preset}.tflite"
     export.export_tflite(model, whole_path, preset=preset)

@@ -40,6 +40,11 @@ from kerastp.saving import (  # noqa: E402
 )
 from kerastp.validation import check_output_dir, finite_number  # noqa: E402
 
+#: The depth-wise form serving graphs are traced with (`kerastp.layers.depthwise`): "native"
+#: makes each dilated depth-wise convolution one DEPTHWISE_CONV_2D in TFLite instead of
+#: SPACE_TO_BATCH_ND / conv / BATCH_TO_SPACE_ND (same values); "keras" is the former export.
+DEPTHWISE_FORM = "native"
+
 #: Largest max-abs difference accepted between an artifact and the Keras model.
 TOLERANCES = {"keras": 1e-5, "saved_model": 1e-4, "tflite": 1e-4}
 
@@ -156,9 +161,7 @@ def _write_saved_model(model, directory):
     def serve(frames):
         return {OUTPUT_NAME: model(frames, training=False)}
 
-    # Dilated depth-wise convolutions as single native ops: one DEPTHWISE_CONV_2D each in
-    # TFLite instead of SPACE_TO_BATCH_ND / conv / BATCH_TO_SPACE_ND (same values).
-    with contextlib.redirect_stdout(None), using_depthwise_implementation("native"):
+    with contextlib.redirect_stdout(None), using_depthwise_implementation(DEPTHWISE_FORM):
         archive.add_endpoint(
             name=SIGNATURE_KEY,
             fn=serve,

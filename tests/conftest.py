@@ -11,6 +11,7 @@ import pytest  # noqa: E402
 
 #: ../shared/data/mnist beside the repository (CI clones the repo with ../shared beside it).
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+SHARED_RADAR = SHARED_MNIST.parent / "radar"
 
 #: The one tiny training run the session shares (`tiny_trained_run`): `training.train`
 #: arguments, without `run_dir`. A stlight_tiny narrowed to d=16 and 2 mixer blocks, 2 epochs
@@ -39,6 +40,15 @@ def shared_mnist():
     if not (SHARED_MNIST / "mnist.npz").is_file():
         pytest.skip(f"real MNIST not found at {SHARED_MNIST}")
     return SHARED_MNIST / "mnist.npz"
+
+
+@pytest.fixture
+def radar_dir(monkeypatch):
+    """The shared radar data folder, found through the default path (env var unset)."""
+    if not (SHARED_RADAR / "64").is_dir():
+        pytest.skip(f"shared radar data not found at {SHARED_RADAR}")
+    monkeypatch.delenv("KERASTP_RADAR", raising=False)
+    return SHARED_RADAR
 
 
 def _session_keras_home(tmp_path_factory):

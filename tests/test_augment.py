@@ -2,7 +2,6 @@
 seeded per pass, and the radar training stream that uses them."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +11,6 @@ from kerastp.data import radar
 from kerastp.data.augment import WindowAugmentation
 from kerastp.data.pydatasets import WindowsPyDataset
 from kerastp.data.sources.radar import RadarSource
-
-SHARED_RADAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "radar"
 
 
 def _dihedral(window):
@@ -91,14 +88,6 @@ def test_py_dataset_augments_per_pass_and_reproducibly():
     plain = WindowsPyDataset(past, future, 4, seed=3)[1]
     assert not np.array_equal(first[0], plain[0])  # same windows, transformed
     np.testing.assert_allclose(np.sort(first[0].ravel()), np.sort(plain[0].ravel()))
-
-
-@pytest.fixture
-def radar_dir(monkeypatch):
-    if not (SHARED_RADAR / "64").is_dir():
-        pytest.skip(f"shared radar data not found at {SHARED_RADAR}")
-    monkeypatch.delenv(radar.RADAR_ENV_VAR, raising=False)
-    return SHARED_RADAR
 
 
 def test_radar_stream_takes_stride_and_augmentation(radar_dir):

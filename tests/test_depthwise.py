@@ -152,7 +152,7 @@ def test_export_scope_uses_the_native_form_and_restores_the_choice():
         set_depthwise_implementation(None)
 
 
-def test_exported_dilated_convolutions_are_single_tflite_ops(tmp_path):
+def test_exported_dilated_convolutions_are_single_tflite_ops(tmp_path, monkeypatch):
     """SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND pairs are gone from every exported graph."""
     from kerastp import export, registry
     from kerastp.lite import LiteForecaster
@@ -164,6 +164,10 @@ def test_exported_dilated_convolutions_are_single_tflite_ops(tmp_path):
         ops = LiteForecaster(tmp_path / f"{preset}.tflite").ops
         assert "DEPTHWISE_CONV_2D" in ops and sidecar["parity"]["passed"]
         assert not {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"} & set(ops), (preset, ops)
+    # The former export (Keras' form) holds them: what the native form removes.
+    monkeypatch.setattr(export, "DEPTHWISE_FORM", "keras")
+    export.export_tflite(model, tmp_path / "keras_form.tflite")
+    assert "SPACE_TO_BATCH_ND" in LiteForecaster(tmp_path / "keras_form.tflite").ops
     # Training graphs keep Keras' form: TensorFlow's CPU gradients of the native op ignore
     # the dilation.
     assert depthwise.depthwise_implementation() == "keras"

@@ -46,14 +46,6 @@ README_TABLE = {
 WINDOWS = {40: 8, 39: 8, 61: 15, 24: 3}
 
 
-@pytest.fixture
-def radar_dir(monkeypatch):
-    if not (SHARED_RADAR / "64").is_dir():
-        pytest.skip(f"shared radar data not found at {SHARED_RADAR}")
-    monkeypatch.delenv(radar_module.RADAR_ENV_VAR, raising=False)
-    return SHARED_RADAR
-
-
 def _copy_event(radar_dir, tmp_path, name="mch_20150515", resolution=64, drop=None, **replace):
     """Writes tmp_path/<resolution>/<name>.npz: a copy of a real event with keys replaced."""
     with np.load(radar_dir / str(resolution) / f"{name}.npz") as archive:
