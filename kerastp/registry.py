@@ -383,6 +383,7 @@ SERIALIZABLES = {
             ("kerastp.losses", ("IntensityWeightedLoss", "MSEWithDifferentialDivergence")),
             ("kerastp.metrics", ("FrameMSE", "FrameMAE", "frame_mse", "frame_mae")),
             ("kerastp.layers.depthwise", ("DepthwiseConv2D",)),
+            ("kerastp.layers.group_norm", ("GroupNormalization",)),
             (
                 "kerastp.layers",
                 (

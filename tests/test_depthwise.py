@@ -133,6 +133,24 @@ def test_native_form_matches_keras_forward(dilation, padding):
     np.testing.assert_allclose(native.numpy(), reference.numpy(), atol=1e-5)
 
 
+@pytest.mark.parametrize("kernel, dilation, padding, max_taps", [
+    ((7, 7), (3, 3), "same", 25), ((7, 5), (2, 3), "valid", 25), ((5, 3), (1, 1), "same", 3),
+    ((6, 4), (2, 1), "same", 8), ((4, 3), (3, 2), "valid", 1), ((7, 7), (8, 3), "same", 25),
+])  # fmt: skip
+def test_native_row_bands_sum_to_the_whole_kernel(kernel, dilation, padding, max_taps):
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.standard_normal((2, 23, 20, 3)).astype(np.float32))
+    k = tf.constant(rng.standard_normal((*kernel, 3, 1)).astype(np.float32))
+    bands = depthwise._band_edges(kernel[0], kernel[1], max_taps)
+    assert bands[0][0] == 0 and bands[-1][1] == kernel[0] and len(bands) > 1
+    assert all(b[0] == a[1] for a, b in zip(bands, bands[1:]))
+    assert all((stop - start) * kernel[1] <= max(max_taps, kernel[1]) for start, stop in bands)
+    split = depthwise.native_depthwise(x, k, dilation, padding, max_taps=max_taps)
+    reference = depthwise.depthwise_conv(x, k, dilation, padding, "keras")
+    assert split.shape == reference.shape
+    np.testing.assert_allclose(split.numpy(), reference.numpy(), atol=1e-5)
+
+
 def test_export_scope_uses_the_native_form_and_restores_the_choice():
     layer = DepthwiseConv2D(7, padding="same", dilation_rate=3)
     layer.build((None, 16, 16, 4))
@@ -142,6 +160,9 @@ def test_export_scope_uses_the_native_form_and_restores_the_choice():
         undilated = DepthwiseConv2D(3, padding="same")
         undilated.build((None, 16, 16, 4))
         assert undilated._alternative() is None  # the same op either way
+        large = DepthwiseConv2D(7, padding="same")  # 49 taps: split into XNNPACK's bands
+        large.build((None, 16, 16, 4))
+        assert large._alternative() == "native"
     assert layer._alternative() is None
     set_depthwise_implementation("shift")
     try:
@@ -164,6 +185,15 @@ def test_exported_dilated_convolutions_are_single_tflite_ops(tmp_path, monkeypat
         ops = LiteForecaster(tmp_path / f"{preset}.tflite").ops
         assert "DEPTHWISE_CONV_2D" in ops and sidecar["parity"]["passed"]
         assert not {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"} & set(ops), (preset, ops)
+        # Every depth-wise kernel fits XNNPACK's single-pass micro-kernels.
+        interpreter = LiteForecaster(tmp_path / f"{preset}.tflite").interpreter
+        details = {t["index"]: t for t in interpreter.get_tensor_details()}
+        taps = [
+            int(np.prod(details[op["inputs"][1]]["shape"][1:3]))
+            for op in interpreter._get_ops_details()
+            if op["op_name"] == "DEPTHWISE_CONV_2D"
+        ]
+        assert taps and max(taps) <= depthwise.XNNPACK_MAX_TAPS, (preset, taps)
     # The former export (Keras' form) holds them: what the native form removes.
     monkeypatch.setattr(export, "DEPTHWISE_FORM", "keras")
     export.export_tflite(model, tmp_path / "keras_form.tflite")

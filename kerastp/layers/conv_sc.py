@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from kerastp.layers.group_norm import GroupNormalization
 from kerastp.validation import positive_int
 
 
@@ -70,7 +71,7 @@ class ConvSC(keras.layers.Layer):
             dtype=self.dtype_policy,
         )
         self.norm = (
-            keras.layers.GroupNormalization(
+            GroupNormalization(
                 groups=2, epsilon=1e-5, name="norm", dtype=self.dtype_policy
             )
             if act_norm

@@ -19,7 +19,15 @@ config and picks the form per backend:
   dilation factor, which XNNPACK runs directly (issue "Edge forecasting at full speed").
   TensorFlow's CPU gradient kernels of that op ignore the dilation, so the export uses it
   (`using_depthwise_implementation("native")` while it traces the serving graph) and
-  training never does; an undilated convolution is the same op either way;
+  training never does. XNNPACK's single-pass depth-wise kernels cover at most 25 taps
+  (`XNNPACK_MAX_TAPS`); a larger kernel (STLight's 7x7) falls to a path that runs at a fifth
+  of their rate or less (benchmarks/results/tflite_ops.md: a 7x7, dilation-3 convolution on
+  (1, 32, 32, 800) takes 6.0 ms at 2 threads, the same taps as bands of 3x7, 3x7 and 1x7
+  rows 1.4 ms). The native form therefore splits such a kernel into bands of whole rows of
+  at most 25 taps, each a VALID `DepthwiseConv2dNative` on the input cropped and padded to
+  the band's offsets, and adds them: the same products, summed in another order (float32
+  differences ~1e-6 of the output's scale). A small undilated kernel is the same op as
+  Keras' form;
 
 Only stride 1, depth multiplier 1 and "same"/"valid" padding take the alternative paths; any
 other setting falls back to ``"keras"``. `KERASTP_DEPTHWISE` (environment) or
@@ -136,9 +144,18 @@ def shift_depthwise(inputs, kernel, dilation, padding):
     return outputs
 
 
-def native_depthwise(inputs, kernel, dilation, padding):
-    """TensorFlow's `DepthwiseConv2dNative` with the dilation as an attribute (forward only:
-    its CPU gradient kernels ignore the dilation; see the module docstring)."""
+#: The most taps (kh * kw) of a depth-wise kernel XNNPACK runs in one pass (its "25p"
+#: micro-kernels); the native form splits larger kernels into bands within this.
+XNNPACK_MAX_TAPS = 25
+
+
+def _band_edges(kernel_size, other_size, max_taps=XNNPACK_MAX_TAPS):
+    """[(start, stop)] bands of whole kernel rows, each at most `max_taps` taps."""
+    rows = max(1, max_taps // other_size)
+    return [(start, min(start + rows, kernel_size)) for start in range(0, kernel_size, rows)]
+
+
+def _native_op(inputs, kernel, dilation, padding):
     import tensorflow as tf  # only reached on the TensorFlow backend
 
     return tf.raw_ops.DepthwiseConv2dNative(
@@ -148,6 +165,48 @@ def native_depthwise(inputs, kernel, dilation, padding):
         padding=padding.upper(),
         dilations=[1, int(dilation[0]), int(dilation[1]), 1],
     )
+
+
+def native_depthwise(inputs, kernel, dilation, padding, max_taps=XNNPACK_MAX_TAPS):
+    """TensorFlow's `DepthwiseConv2dNative` with the dilation as an attribute (forward only:
+    its CPU gradient kernels ignore the dilation; see the module docstring); kernels of more
+    than `max_taps` taps as a sum of row bands, each within it.
+
+    Args:
+        inputs: (B, H, W, C), H and W static where the kernel is split.
+        kernel: (kh, kw, C, 1), Keras' depth-wise kernel layout.
+        dilation: (dh, dw).
+        padding: "same" or "valid".
+        max_taps: the largest kernel (kh * kw) run as one op.
+    """
+    kh, kw = int(kernel.shape[0]), int(kernel.shape[1])
+    height, width = inputs.shape[1], inputs.shape[2]
+    if kh * kw <= max_taps or kw > max_taps or height is None or width is None:
+        return _native_op(inputs, kernel, dilation, padding)
+    dh, dw = int(dilation[0]), int(dilation[1])
+    if padding == "same":
+        top = _same_pads(kh, dh)[0]
+        left, right = _same_pads(kw, dw)
+        out_h = height
+    else:
+        top, left, right = 0, 0, 0
+        out_h = height - dh * (kh - 1)
+    outputs = None
+    for start, stop in _band_edges(kh, kw, max_taps):
+        # Output row y of this band reads input rows y + first ... y + last.
+        first, last = dh * start - top, dh * (stop - 1) - top
+        if first >= height or out_h + last <= 0:
+            continue  # the band reads padding only (a dilation wider than the input)
+        crop_top, crop_bottom = max(0, first), min(height, out_h + last)
+        band_inputs = inputs[:, crop_top:crop_bottom]
+        pad_top, pad_bottom = max(0, -first), max(0, out_h + last - height)
+        if pad_top or pad_bottom or left or right:
+            band_inputs = ops.pad(
+                band_inputs, [[0, 0], [pad_top, pad_bottom], [left, right], [0, 0]]
+            )
+        band = _native_op(band_inputs, kernel[start:stop], (dh, dw), "valid")
+        outputs = band if outputs is None else outputs + band
+    return outputs
 
 
 def depthwise_conv(inputs, kernel, dilation=(1, 1), padding="same", implementation="keras"):
@@ -185,9 +244,13 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
             return None
         name = depthwise_implementation(keras.backend.standardize_dtype(self.compute_dtype))
         if name == "native" and (
-            keras.backend.backend() != "tensorflow" or tuple(self.dilation_rate) == (1, 1)
+            keras.backend.backend() != "tensorflow"
+            or (
+                tuple(self.dilation_rate) == (1, 1)
+                and self.kernel_size[0] * self.kernel_size[1] <= XNNPACK_MAX_TAPS
+            )
         ):
-            return None  # TensorFlow only; undilated, Keras' form is the same op
+            return None  # TensorFlow only; small and undilated, Keras' form is the same op
         return None if name == "keras" else name
 
     def call(self, inputs):

@@ -1,7 +1,7 @@
 """Differentiable backward warping and semi-Lagrangian advection, in `keras.ops` only.
 
-Both convert to TFLite builtin ops (FLOOR, CAST, GATHER, arithmetic and comparisons; no
-custom op, no control flow) and run on every Keras backend.
+Both convert to TFLite builtin ops (FLOOR, CAST, GATHER and arithmetic; no custom op, no
+control flow) and run on every Keras backend.
 """
 
 import numpy as np
@@ -45,9 +45,11 @@ def warp(image, flow, padding="zeros"):
     dtype = image.dtype
     flow = ops.cast(flow, "float32")
     image = ops.cast(image, "float32")
-    rows, cols = (ops.convert_to_tensor(g) for g in _grid(height, width))
-    sample_rows = ops.add(rows, flow[..., 0])
-    sample_cols = ops.add(cols, flow[..., 1])
+    # Every tensor keeps its trailing axis (no EXPAND_DIMS, PACK or axis-dropping slices,
+    # which TFLite's XNNPACK delegate does not run).
+    rows, cols = (ops.convert_to_tensor(g[..., None]) for g in _grid(height, width))
+    sample_rows = ops.add(rows, flow[..., 0:1])
+    sample_cols = ops.add(cols, flow[..., 1:2])
     if padding == "zeros":
         # A one-pixel ring of zeros around the frame, and sample positions clipped into
         # [-1, size]: anything further out then reads only zeros, with no masks (fewer,
@@ -61,26 +63,39 @@ def warp(image, flow, padding="zeros"):
         sample_cols = ops.clip(sample_cols, 0.0, float(width - 1))
     top = ops.floor(sample_rows)
     left = ops.floor(sample_cols)
-    frac_rows = ops.expand_dims(sample_rows - top, -1)
-    frac_cols = ops.expand_dims(sample_cols - left, -1)
-    top = ops.cast(top, "int32")
-    left = ops.cast(left, "int32")
-    bottom = ops.minimum(top + 1, height - 1)
-    right = ops.minimum(left + 1, width - 1)
+    frac_rows = sample_rows - top
+    frac_cols = sample_cols - left
+    bottom = ops.minimum(top + 1.0, float(height - 1))
+    right = ops.minimum(left + 1.0, float(width - 1))
+    # The four neighbours' indices in the frame, computed in float32 where every index is an
+    # exact float32 integer (below 2**24 pixels): the delegate runs float arithmetic only, so
+    # the index math stays delegated and one CAST leads to the GATHER.
+    if height * width > 2**24:
+        top, left, bottom, right = (ops.cast(v, "int32") for v in (top, left, bottom, right))
+    row_width = float(width) if height * width <= 2**24 else width
+    corners = ops.concatenate(
+        [
+            top * row_width + left,
+            top * row_width + right,
+            bottom * row_width + left,
+            bottom * row_width + right,
+        ],
+        axis=-1,
+    )
     # One gather of the four neighbours over (B * H * W, C): each batch element's indices
-    # are offset by b * H * W.
+    # are offset by b * H * W (in int32, as the whole batch can pass 2**24).
     flat = ops.reshape(image, (-1, channels))
     offsets = ops.reshape(
-        ops.arange(ops.shape(image)[0], dtype="int32") * (height * width), (-1, 1, 1)
+        ops.arange(ops.shape(image)[0], dtype="int32") * (height * width), (-1, 1, 1, 1)
     )
-    corners = ops.stack(
-        [top * width + left, top * width + right, bottom * width + left, bottom * width + right],
-        axis=-1,
-    ) + ops.expand_dims(offsets, -1)
+    corners = ops.cast(corners, "int32") + offsets
     values = ops.take(flat, ops.reshape(corners, (-1,)), axis=0)
-    values = ops.reshape(values, (-1, *corners.shape[1:3], 4, channels))
-    upper = values[..., 0, :] + frac_cols * (values[..., 1, :] - values[..., 0, :])
-    lower = values[..., 2, :] + frac_cols * (values[..., 3, :] - values[..., 2, :])
+    out_h, out_w = corners.shape[1], corners.shape[2]
+    top_left, top_right, bottom_left, bottom_right = ops.split(
+        ops.reshape(values, (-1, out_h, out_w, 4 * channels)), 4, axis=-1
+    )
+    upper = top_left + frac_cols * (top_right - top_left)
+    lower = bottom_left + frac_cols * (bottom_right - bottom_left)
     result = upper + frac_rows * (lower - upper)
     return ops.cast(result, dtype)
 
