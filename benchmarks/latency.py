@@ -5,7 +5,8 @@ TFLite fp32 / fp16 / dynamic-range / full int8 under LiteRT at each thread count
 Runtime (CPU) on the tf2onnx conversion of the same model, the peer a user would pick instead.
 Each figure is the median of timed forecasts after warm-up (`kerastp.bench.time_forecasts`).
 The weights are the presets' initial ones (latency does not depend on their values); int8 is
-calibrated on 16 training sequences of procedural Moving MNIST.
+calibrated on 16 training sequences of procedural Moving MNIST and keeps in float what the
+model names (`Forecaster.int8_float_ops` / `int8_float_layers`), as `kerastp export` does.
 
 Achieved throughput is reported as GMAC/s: multiply-accumulates of one forecast (every layer,
 `kerastp.flops.count_macs`) divided by the median latency. One MAC is two FLOPs; the papers'
@@ -80,7 +81,9 @@ def bench_preset(preset, threads, runs, max_seconds, workdir, log):
     for kind in TFLITE_KINDS:
         path = Path(workdir) / preset / f"{kind}.tflite"
         runtime = f"tflite_{'fp32' if kind == 'none' else kind}"
-        path.write_bytes(convert_to_tflite(saved_model, kind, calibration))
+        # int8 as `kerastp export` makes it: what the model keeps in float stays float.
+        path.write_bytes(convert_to_tflite(saved_model, kind, calibration,
+                                           model.int8_float_ops, model.int8_float_layers))  # fmt: skip
         for n in threads:
             try:
                 record(runtime, bench.tflite_forecaster(path, n), threads=n, size=_size(path))

@@ -192,6 +192,8 @@ def cmd_export(args):
         data=args.data,
         mnist_path=args.mnist_path,
         max_metric_increase=args.max_metric_increase,
+        float_ops=args.float_ops,
+        float_layers=args.float_layers,
     )
     for kind, (path, sidecar) in written.items():
         parity = sidecar["parity"]
@@ -478,6 +480,21 @@ def build_parser():
         default=options.MAX_METRIC_INCREASE,
         help="refuse dynamic/int8 TFLite whose MSE on held-out sequences is this much higher "
         "(relative) than the Keras model's (default 0.10)",
+    )
+    p.add_argument(
+        "--float-ops",
+        nargs="*",
+        default=None,
+        metavar="OP",
+        help="int8: TFLite operator types kept in float (e.g. GELU MUL; default: the "
+        "model's measured choice; the option alone, with no OP, for a fully integer model)",
+    )
+    p.add_argument(
+        "--float-layers",
+        nargs="*",
+        default=None,
+        metavar="LAYER",
+        help="int8: the model's layers kept in float (e.g. encoder_0; default: the model's)",
     )
     # None: calibrate and judge on the data the run was trained on (radar, arrays, digits).
     _add_data_args(p, windows=False)

@@ -11,6 +11,7 @@ package versions, the data scale and the parity result.
 import contextlib
 import datetime
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -294,7 +295,37 @@ def _quantized_parity(quantize, expected, got, sizes, validation, limits):
     return parity
 
 
-def convert_to_tflite(saved_model_dir, quantize="none", representative_data=None):
+def _float_nodes(content, float_layers):
+    """The tensor names of a converted model produced inside the named Keras layers (or
+    name scopes); raises `ValueError` naming any that match nothing.
+
+    TFLite keeps TensorFlow's name scopes: an operator of layer `encoder_0` (called once or
+    more) writes a tensor named `<model>_1/encoder_0_1/...` (one suffix per call).
+    """
+    if not float_layers:
+        return []
+    from kerastp.lite import LiteForecaster
+
+    pattern = re.compile(
+        r"(^|/)(" + "|".join(re.escape(name) for name in float_layers) + r")(_\d+)?/"
+    )
+    names = [d["name"] for d in LiteForecaster(content).interpreter.get_tensor_details()]
+    missing = [
+        layer
+        for layer in float_layers
+        if not any(re.search(rf"(^|/){re.escape(layer)}(_\d+)?/", n.split(";")[0]) for n in names)
+    ]
+    if missing:
+        raise ValueError(
+            f"`float_layers` {missing} name no layer (or name scope) of the converted model; "
+            "give the names of the model's Keras layers (`[l.name for l in model.layers]`)"
+        )
+    return sorted({n for n in names if pattern.search(n.split(";")[0])})
+
+
+def convert_to_tflite(
+    saved_model_dir, quantize="none", representative_data=None, float_ops=(), float_layers=()
+):
     """Converts a kerastp SavedModel to a TFLite flatbuffer with builtin ops only.
 
     Args:
@@ -302,6 +333,11 @@ def convert_to_tflite(saved_model_dir, quantize="none", representative_data=None
         quantize: one of `QUANTIZATIONS`.
         representative_data: (N, T_in, H, W, C) float32 frames for int8 calibration (from the
             training data, in model scale); required for "int8" and "int8_io".
+        float_ops: TFLite operator types ("GELU", "MUL", ...) an int8 conversion keeps in
+            float (selective quantisation, TensorFlow's `QuantizationDebugger` denylist),
+            with QUANTIZE / DEQUANTIZE around them.
+        float_layers: names of the model's Keras layers whose operators an int8 conversion
+            keeps in float.
 
     Returns:
         The flatbuffer bytes.
@@ -330,11 +366,30 @@ def convert_to_tflite(saved_model_dir, quantize="none", representative_data=None
         if quantize == "int8_io":
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
+    selective = quantize in options.CALIBRATED_QUANTIZATIONS and (float_ops or float_layers)
     # The converter's deprecation notice about tf.lite.Interpreter (kerastp runs LiteRT) and
     # its calibrator's native log lines are not the user's concern.
     with warnings.catch_warnings(), quiet_native_stderr():
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
-        return converter.convert()
+        if not selective:
+            return converter.convert()
+        # Layer names become tensor names through a first, fully integer conversion.
+        float_nodes = _float_nodes(converter.convert(), float_layers) if float_layers else []
+        # Selective quantisation: the float operators need builtin float kernels too.
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+            tf.lite.OpsSet.TFLITE_BUILTINS,
+        ]
+        debug_options = tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_ops=list(float_ops) or None,
+            denylisted_nodes=float_nodes or None,
+        )
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter,
+            debug_dataset=lambda: ([sample[None]] for sample in samples[:1]),
+            debug_options=debug_options,
+        )
+        return debugger.get_nondebug_quantized_model()
 
 
 def export_tflite(
@@ -350,6 +405,8 @@ def export_tflite(
     data_scale=None,
     probe=None,
     training_backend=None,
+    float_ops=None,
+    float_layers=None,
 ):
     """Writes a TFLite model (builtin ops only) and verifies it with LiteRT before keeping it.
 
@@ -377,10 +434,21 @@ def export_tflite(
         max_metric_increase: float, allowed relative MSE increase for integer conversions.
         max_relative_error: float or None, the fallback threshold without `validation_data`.
         preset, data_scale, probe: as in `export_saved_model`.
+        float_ops, float_layers: what an int8 conversion keeps in float (see
+            `convert_to_tflite`); None: the model's measured choice
+            (`Forecaster.int8_float_ops` / `int8_float_layers`), () for fully integer.
 
     Returns:
         The sidecar dict.
     """
+    if float_ops is None:
+        float_ops = getattr(model, "int8_float_ops", ())
+    if float_layers is None:
+        float_layers = getattr(model, "int8_float_layers", ())
+    float_ops, float_layers = tuple(float_ops), tuple(float_layers)
+    for what, names in (("float_ops", float_ops), ("float_layers", float_layers)):
+        if not all(isinstance(name, str) and name for name in names):
+            raise ValueError(f"`{what}` must be names (strings), got {what}={names!r}")
     model = float32_model(model)
     from kerastp.lite import LiteForecaster
 
@@ -401,7 +469,9 @@ def export_tflite(
     tmp_dir = temporary_sibling(path)
     try:
         _write_saved_model(model, tmp_dir / "saved_model")
-        content = convert_to_tflite(tmp_dir / "saved_model", quantize, representative_data)
+        content = convert_to_tflite(
+            tmp_dir / "saved_model", quantize, representative_data, float_ops, float_layers
+        )
         forecaster = _CheckedLite(LiteForecaster(content), quantize)
         expected = np.concatenate([_reference(model, b) for b in batches], axis=0)
         got = np.concatenate([forecaster.predict(b) for b in batches], axis=0)
@@ -432,6 +502,12 @@ def export_tflite(
     finally:
         remove(tmp_dir)
     extra = {"ops": forecaster.ops, "quantization": quantize, "bytes": len(content)}
+    if quantize in options.CALIBRATED_QUANTIZATIONS:
+        extra.update(
+            float_ops=list(float_ops),
+            float_layers=list(float_layers),
+            fully_integer=not (float_ops or float_layers),
+        )
     return _sidecar(model, "tflite", path, parity, preset, data_scale, extra, training_backend)
 
 
@@ -542,6 +618,8 @@ def export_artifacts(
     data=None,
     mnist_path=None,
     max_metric_increase=MAX_METRIC_INCREASE,
+    float_ops=None,
+    float_layers=None,
 ):
     """Loads a trained model (`.keras` file or run directory) and exports the given formats.
 
@@ -558,6 +636,7 @@ def export_artifacts(
             (`kerastp.runs.RunRecord`), else procedural Moving MNIST.
         mnist_path: MNIST location for Moving MNIST digits.
         max_metric_increase: allowed relative MSE increase of integer conversions.
+        float_ops, float_layers: what int8 keeps in float (`export_tflite`).
 
     Returns:
         dict mapping each format to (path, sidecar).
@@ -625,6 +704,8 @@ def export_artifacts(
                 preset=preset,
                 data_scale=data_scale,
                 training_backend=trained_on,
+                float_ops=float_ops,
+                float_layers=float_layers,
             ),
         )
     return written

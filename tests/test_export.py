@@ -297,3 +297,56 @@ def test_saved_model_cli_shows_and_runs_the_signature(model, tmp_path):
     assert ran.returncode == 0, ran.stderr[-2000:]
     forecast = np.load(tmp_path / "out" / "forecast.npy")
     np.testing.assert_allclose(forecast, np.asarray(model(past, training=False)), atol=1e-4)
+
+
+def _op_output_dtypes(path):
+    """{op name: set of output dtypes} of a .tflite file's operators."""
+    interpreter = LiteForecaster(path).interpreter
+    dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    found = {}
+    for op in interpreter._get_ops_details():
+        found.setdefault(op["op_name"], set()).update(dtypes[int(t)] for t in op["outputs"])
+    return found
+
+
+def test_int8_keeps_the_models_sensitive_ops_in_float(model, tmp_path):
+    """STLight's GELU -> BatchNorm pairs stay float by default; () gives fully integer."""
+    rng = np.random.default_rng(1)
+    calibration = rng.random((4, 10, 64, 64, 1), dtype=np.float32)
+    assert model.int8_float_ops == ("GELU", "MUL")
+    selective = export.export_tflite(
+        model, tmp_path / "s.tflite", quantize="int8", representative_data=calibration
+    )
+    assert selective["float_ops"] == ["GELU", "MUL"] and selective["float_layers"] == []
+    assert selective["fully_integer"] is False
+    dtypes = _op_output_dtypes(tmp_path / "s.tflite")
+    assert dtypes["GELU"] == {np.float32} and dtypes["MUL"] == {np.float32}
+    assert dtypes["CONV_2D"] == {np.int8} and dtypes["DEPTHWISE_CONV_2D"] == {np.int8}
+    assert {"QUANTIZE", "DEQUANTIZE"} <= set(dtypes)
+
+    full = export.export_tflite(
+        model, tmp_path / "f.tflite", quantize="int8", representative_data=calibration,
+        float_ops=(), float_layers=(),
+    )  # fmt: skip
+    assert full["fully_integer"] is True and full["float_ops"] == []
+    dtypes = _op_output_dtypes(tmp_path / "f.tflite")
+    assert dtypes["GELU"] == {np.int8} and dtypes["MUL"] == {np.int8}
+
+    # A layer by name: the patch embedding's convolution runs in float, the mixers' in int8.
+    by_layer = export.export_tflite(
+        model, tmp_path / "l.tflite", quantize="int8", representative_data=calibration,
+        float_ops=(), float_layers=("encoder_conv",),
+    )  # fmt: skip
+    assert by_layer["float_layers"] == ["encoder_conv"]
+    assert _op_output_dtypes(tmp_path / "l.tflite")["CONV_2D"] == {np.float32, np.int8}
+
+
+def test_unknown_float_layers_are_named_and_nothing_is_written(model, tmp_path):
+    calibration = np.random.default_rng(2).random((2, 10, 64, 64, 1), dtype=np.float32)
+    target = tmp_path / "q.tflite"
+    with pytest.raises(ValueError, match=r"\['no_such_layer'\] name no layer"):
+        export.export_tflite(model, target, quantize="int8", representative_data=calibration,
+                             float_layers=("no_such_layer",))  # fmt: skip
+    with pytest.raises(ValueError, match="float_ops"):
+        export.export_tflite(model, target, quantize="int8", float_ops=("GELU", 3))
+    assert list(tmp_path.iterdir()) == []

@@ -231,3 +231,22 @@ def test_presets_are_registered_with_their_data():
     radar = registry.get_preset("motioncast_radar")
     assert radar["data"] == "radar"
     assert (radar["config"]["input_frames"], radar["config"]["output_frames"]) == (6, 12)
+
+
+@pytest.mark.slow
+def test_int8_runs_with_the_solve_and_the_sample_positions_in_float(tmp_path):
+    """Fully integer, LiteRT refuses the Lucas-Kanade DIV; MotionCast's defaults keep it, the
+    advection's pixel indices and the GELU -> BatchNorm pairs in float, and the model runs."""
+    model = registry.build_model("motioncast_tiny")
+    rng = np.random.default_rng(0)
+    calibration = rng.random((4, *model.input_signature_shape[1:]), dtype=np.float32)
+    sidecar = export.export_tflite(model, tmp_path / "q.tflite", quantize="int8",
+                                   representative_data=calibration)  # fmt: skip
+    assert sidecar["float_layers"] == ["motion_prior", "advection"]
+    assert sidecar["parity"]["passed"]
+    interpreter = LiteForecaster(tmp_path / "q.tflite").interpreter
+    dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    outputs = {op["op_name"]: {dtypes[int(t)] for t in op["outputs"]}
+               for op in interpreter._get_ops_details()}  # fmt: skip
+    assert outputs["DIV"] == {np.float32} and outputs["FLOOR"] == {np.float32}
+    assert np.int8 in outputs["CONV_2D"]

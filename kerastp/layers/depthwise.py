@@ -145,11 +145,12 @@ def shift_depthwise(inputs, kernel, dilation, padding):
 
 
 #: The most taps (kh * kw) of a depth-wise kernel XNNPACK runs in one pass (its "25p"
-#: micro-kernels); the native form splits larger kernels into bands within this.
+#: micro-kernels); the native form splits larger kernels into bands within this (read at
+#: trace time: `benchmarks/tflite_ops.py` raises it to time the single-op form).
 XNNPACK_MAX_TAPS = 25
 
 
-def _band_edges(kernel_size, other_size, max_taps=XNNPACK_MAX_TAPS):
+def _band_edges(kernel_size, other_size, max_taps):
     """[(start, stop)] bands of whole kernel rows, each at most `max_taps` taps."""
     rows = max(1, max_taps // other_size)
     return [(start, min(start + rows, kernel_size)) for start in range(0, kernel_size, rows)]
@@ -167,7 +168,7 @@ def _native_op(inputs, kernel, dilation, padding):
     )
 
 
-def native_depthwise(inputs, kernel, dilation, padding, max_taps=XNNPACK_MAX_TAPS):
+def native_depthwise(inputs, kernel, dilation, padding, max_taps=None):
     """TensorFlow's `DepthwiseConv2dNative` with the dilation as an attribute (forward only:
     its CPU gradient kernels ignore the dilation; see the module docstring); kernels of more
     than `max_taps` taps as a sum of row bands, each within it.
@@ -177,8 +178,9 @@ def native_depthwise(inputs, kernel, dilation, padding, max_taps=XNNPACK_MAX_TAP
         kernel: (kh, kw, C, 1), Keras' depth-wise kernel layout.
         dilation: (dh, dw).
         padding: "same" or "valid".
-        max_taps: the largest kernel (kh * kw) run as one op.
+        max_taps: the largest kernel (kh * kw) run as one op (default `XNNPACK_MAX_TAPS`).
     """
+    max_taps = XNNPACK_MAX_TAPS if max_taps is None else max_taps
     kh, kw = int(kernel.shape[0]), int(kernel.shape[1])
     height, width = inputs.shape[1], inputs.shape[2]
     if kh * kw <= max_taps or kw > max_taps or height is None or width is None:

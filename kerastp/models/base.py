@@ -84,6 +84,13 @@ class Forecaster(keras.Model):
     #: Peak learning rate that `compile(total_steps=...)` uses when none is given.
     default_learning_rate = 1e-3
 
+    #: What a full-int8 TFLite export keeps in float unless told otherwise
+    #: (`kerastp.export.export_tflite`): operator types and layer names, chosen per model
+    #: from the quantisation debugger's per-layer errors and held-out MSE
+    #: (benchmarks/results/int8.md). Empty: fully integer.
+    int8_float_ops = ()
+    int8_float_layers = ()
+
     def __init__(self, input_frames, output_frames, height, width, channels, **kwargs):
         super().__init__(**kwargs)
         self.input_frames = positive_int("input_frames", input_frames)

@@ -84,6 +84,12 @@ class MotionCast(Forecaster):
     """
 
     default_learning_rate = 1e-3
+    # int8 keeps in float what int8 cannot carry: the Lucas-Kanade solve (its DIV meets a zero
+    # point), the sample positions of the advection (pixel indices), and the STLight mixers'
+    # GELU -> BatchNorm pairs; the shipped radar model's int8 MSE is then +4.6%
+    # (benchmarks/results/int8.md).
+    int8_float_ops = ("GELU", "MUL")
+    int8_float_layers = ("motion_prior", "advection")
 
     def __init__(
         self,
@@ -201,7 +207,9 @@ class MotionCast(Forecaster):
         velocity = self.motion_head(x)
         velocity = ops.image.resize(velocity, (h, w), interpolation="bilinear")
         if self.motion_prior == "lucas_kanade" and t >= 2:
-            prior = lucas_kanade(window, pairs=min(2, t - 1))
+            # The name scope lets an int8 export keep the solve in float (`int8_float_layers`).
+            with keras.name_scope("motion_prior"):
+                prior = lucas_kanade(window, pairs=min(2, t - 1))
             velocity = velocity + ops.cast(prior, velocity.dtype)
         return x, velocity
 
@@ -209,7 +217,8 @@ class MotionCast(Forecaster):
         k, h, w, c = self.frames_per_step, self.height, self.width, self.channels
         context, velocity = self.motion(window, training=training)
         last = window[:, -1]
-        advected = [warp(last, d) for d in semi_lagrangian_displacements(velocity, k)]
+        with keras.name_scope("advection"):  # sample positions: kept float by int8 exports
+            advected = [warp(last, d) for d in semi_lagrangian_displacements(velocity, k)]
         # Lead times go to the batch axis (b-major), so one set of weights serves every lead.
         stacked = ops.stack(advected, axis=1)
         advected = ops.reshape(stacked, (-1, h, w, c))
