@@ -21,7 +21,7 @@ weights; calibrated on procedural Moving MNIST).
         /tmp/nc/models/tau_tiny.keras:radar /tmp/nc/models/ustep_tiny.keras:radar \\
         saved_models/radar/radar.keras:radar --speed-presets stlight_extra_small
 
-Writes `benchmarks/results/int8.json` and `.md`.
+Writes `benchmarks/results/int8.json` and `.md` (`--append` keeps the other models' rows).
 """
 
 import argparse
@@ -39,7 +39,7 @@ from kerastp import bench, export, registry  # noqa: E402
 from kerastp.data.sources import get_source  # noqa: E402
 from kerastp.lite import LiteForecaster  # noqa: E402
 from kerastp.runs import RunRecord  # noqa: E402
-from kerastp.saving import load_model  # noqa: E402
+from kerastp.saving import load_model, read_json  # noqa: E402
 
 
 def _source(model_path, data):
@@ -133,6 +133,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--max-seconds", type=float, default=5.0)
+    parser.add_argument("--append", action="store_true", help="keep other models' rows")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
     results = []
@@ -152,6 +153,11 @@ def main(argv=None):
             results += measure(registry.build_model(preset), preset, get_source("procedural"),
                                workdir, args.threads, args.runs, args.max_seconds, print,
                                score=False)  # fmt: skip
+    previous = Path(args.out) / "int8.json"
+    if args.append and previous.exists():
+        measured = {r["model"] for r in results}
+        kept = [r for r in read_json(previous)["results"] if r["model"] not in measured]
+        results = kept + results
     payload = {"machine": machine(), "threads": args.threads, "results": results}
     write_results(args.out, "int8", payload, markdown(payload))
 

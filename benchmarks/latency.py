@@ -82,8 +82,9 @@ def bench_preset(preset, threads, runs, max_seconds, workdir, log):
         path = Path(workdir) / preset / f"{kind}.tflite"
         runtime = f"tflite_{'fp32' if kind == 'none' else kind}"
         # int8 as `kerastp export` makes it: what the model keeps in float stays float.
-        path.write_bytes(convert_to_tflite(saved_model, kind, calibration,
-                                           model.int8_float_ops, model.int8_float_layers))  # fmt: skip
+        content = convert_to_tflite(saved_model, kind, calibration, model.int8_float_ops,
+                                    model.int8_float_layers)  # fmt: skip
+        path.write_bytes(content)
         for n in threads:
             try:
                 record(runtime, bench.tflite_forecaster(path, n), threads=n, size=_size(path))

@@ -23,13 +23,13 @@ Every file is checked by reloading it and comparing numbers before the card is w
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
 
@@ -83,6 +83,9 @@ def tflite_section(card, number_format, held_out):
                      + held_out.format(n=parity["held_out_sequences"]))
         else:
             check = f"max abs error {parity['max_abs_error']:.1e}"
+        kept = row.get("float_ops", []) + row.get("float_layers", [])
+        if kept:
+            check += f"; kept in float: {', '.join(kept)}"
         lines.append(f"| {row['path']} | {row['bytes']:,} | {check} | "
                      f"{row['latency_ms'].get('1')} ms | {row['latency_ms'].get('2')} ms |")
     for quantize, why in card.get("tflite_refused", {}).items():
@@ -258,8 +261,10 @@ def render_card(card):
         "- Trained for minutes, not the papers' 200 epochs: the forecast blurs after a few frames "
         "(see the per-lead figure); far from STLight-XS's published MSE 24.5.",
         "- Moving MNIST only: two 28x28 digits on a 64x64 black canvas, 10 frames in, 10 out.",
-        "- Full int8 TFLite loses too much accuracy (see above); use the float or the variant "
-        "shipped.",
+        *(["- Full int8 TFLite loses too much accuracy (see above); use the float or the "
+            "variant shipped."] if "int8" in card.get("tflite_refused", {}) else
+          ["- The int8 file keeps the operators named in its row in float (selective int8): "
+           "a fully integer STLight loses too much accuracy."]),
         "",
     ]
     return "\n".join(lines)
@@ -375,7 +380,8 @@ def main(argv=None):
     # 5. TFLite sizes and latencies (batch 1, 1 and 2 threads).
     lite_rows = _lite_rows(tflite)
 
-    files = {"keras": keras_path, **{k: Path(v[0]) for k, v in tflite.items()}}
+    files = {"keras": keras_path, **{k: Path(v[0]) for k, v in tflite.items()},
+             "examples": model_dir / "examples.npz"}
     checksums = {kind: {"path": str(path.relative_to(ROOT)), "sha256": sha256(path)}
                  for kind, path in files.items()}
     card = {
@@ -403,7 +409,7 @@ def main(argv=None):
         "files": checksums,
         "versions": {"keras": keras.__version__, "kerastp": kerastp.__version__},
         "created": time.strftime("%Y-%m-%d"),
-        "ship_machine": f"{os.cpu_count()}-core CPU, {platform.processor() or platform.machine()}",
+        "ship_machine": ship_machine(),
     }
     write_json(model_dir / "model_card.json", card)
     from kerastp.saving import atomic_write
@@ -418,6 +424,13 @@ def main(argv=None):
     return card
 
 
+def ship_machine():
+    """The shipping machine in words: CPU, cores and the TensorFlow / LiteRT versions."""
+    from _common import machine, machine_line
+
+    return machine_line(machine())
+
+
 def _lite_rows(tflite):
     from kerastp.bench import bench_path
 
@@ -428,6 +441,8 @@ def _lite_rows(tflite):
             "path": str(Path(path).relative_to(ROOT)),
             "bytes": Path(path).stat().st_size,
             "parity": lite_sidecar["parity"],
+            "float_ops": lite_sidecar.get("float_ops", []),
+            "float_layers": lite_sidecar.get("float_layers", []),
             "latency_ms": {str(r["threads"]): round(r["median_ms"], 2) for r in timed},
         }
     return rows
@@ -505,7 +520,7 @@ def ship_nowcaster(args, entry, model, keras_path, tflite, refused, benchmark, r
         "files": checksums,
         "versions": {"keras": keras.__version__, "kerastp": kerastp.__version__},
         "created": time.strftime("%Y-%m-%d"),
-        "ship_machine": f"{os.cpu_count()}-core CPU, {platform.processor() or platform.machine()}",
+        "ship_machine": ship_machine(),
     }
     write_json(model_dir / "model_card.json", card)
     atomic_write(model_dir / "MODEL_CARD.md", render_card(card).encode())

@@ -94,7 +94,9 @@ def leaf_layers(model):
 
 
 def layer_tflite(layer, shape, path, implementation=None):
-    """Writes `layer` alone (a copy with the same config and weights) as a fp32 .tflite."""
+    """Writes `layer` alone (a copy with the same config and weights) as a fp32 .tflite, its
+    depth-wise convolutions in `implementation` (default: the form exports use)."""
+    implementation = implementation or export.DEPTHWISE_FORM
     clone = type(layer).from_config(layer.get_config())
     clone.build(shape)
     clone.set_weights(layer.get_weights())

@@ -306,20 +306,21 @@ def _float_nodes(content, float_layers):
         return []
     from kerastp.lite import LiteForecaster
 
-    pattern = re.compile(
-        r"(^|/)(" + "|".join(re.escape(name) for name in float_layers) + r")(_\d+)?/"
-    )
+    def scope(*layers):  # `<...>/layer/` or `<...>/layer_3/`, in the op's first name
+        return re.compile(r"(^|/)(" + "|".join(map(re.escape, layers)) + r")(_\d+)?/")
+
     names = [d["name"] for d in LiteForecaster(content).interpreter.get_tensor_details()]
     missing = [
         layer
         for layer in float_layers
-        if not any(re.search(rf"(^|/){re.escape(layer)}(_\d+)?/", n.split(";")[0]) for n in names)
+        if not any(scope(layer).search(n.split(";")[0]) for n in names)
     ]
     if missing:
         raise ValueError(
             f"`float_layers` {missing} name no layer (or name scope) of the converted model; "
             "give the names of the model's Keras layers (`[l.name for l in model.layers]`)"
         )
+    pattern = scope(*float_layers)
     return sorted({n for n in names if pattern.search(n.split(";")[0])})
 
 
@@ -389,7 +390,16 @@ def convert_to_tflite(
             debug_dataset=lambda: ([sample[None]] for sample in samples[:1]),
             debug_options=debug_options,
         )
-        return debugger.get_nondebug_quantized_model()
+        content = debugger.get_nondebug_quantized_model()
+    from kerastp.lite import tflite_ops
+
+    absent = sorted(set(float_ops) - set(tflite_ops(content)))
+    if absent:
+        raise ValueError(
+            f"`float_ops` {absent} name no operator of the converted model; its operators: "
+            f"{', '.join(tflite_ops(content))}"
+        )
+    return content
 
 
 def export_tflite(

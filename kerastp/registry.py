@@ -303,15 +303,15 @@ PRETRAINED = {
         "files": {
             "keras": {
                 "path": "saved_models/mmnist/mmnist.keras",
-                "sha256": "e5f26f21283e72dfc971393df3f28f286c22d348efecb3aaac808f36dcb1358d",
+                "sha256": "d028ac89d05716b6a7e262e98c7cc48d1a1526e5d1ddbd1ef91fb939294643e3",
             },
             "tflite": {
                 "path": "tflite/mmnist/mmnist.tflite",
-                "sha256": "b2dabd8c8d354cdf814305cabf64d79ca0316acb9d63a8ab782a18cea10613da",
+                "sha256": "56da366a8790ae3befe55b3de2658a7effcb99944ca74d1aef97925dfc094dcb",
             },
-            "tflite_dynamic": {
-                "path": "tflite/mmnist/mmnist_dynamic.tflite",
-                "sha256": "8754fedb758cf809313aae0b532152d547c85b72494c2bcc2bd5ca60fcb29c66",
+            "tflite_int8": {
+                "path": "tflite/mmnist/mmnist_int8.tflite",
+                "sha256": "a1a0ce0420a86983b52f88071a5d8270608dd5e40eef23e1e6e3d70f33d092d8",
             },
             "examples": {
                 "path": "saved_models/mmnist/examples.npz",
@@ -330,15 +330,15 @@ PRETRAINED = {
         "files": {
             "keras": {
                 "path": "saved_models/radar/radar.keras",
-                "sha256": "bc0a7a278e128480b8402e47f003b24855afb071e225f92a3f88249a7404f1c5",
+                "sha256": "a1cb396b588e87f0f2530f4ce877bc220b06db885a1292bd62c5f127cf3a6d9d",
             },
             "tflite": {
                 "path": "tflite/radar/radar.tflite",
-                "sha256": "085aee0a64b17fb0c7988d57a63eacad4799207cc8e30713164d73ae238bed32",
+                "sha256": "7af247759d531a6a44066d87f3ef45e8121fde9cd04012391d777a39defc10e2",
             },
-            "tflite_dynamic": {
-                "path": "tflite/radar/radar_dynamic.tflite",
-                "sha256": "e3e34f822293397e97a81a5cc507150abd9501243b31d0673049a1b7b7ef5bb6",
+            "tflite_int8": {
+                "path": "tflite/radar/radar_int8.tflite",
+                "sha256": "f58cc1cc3c906097309c3824faa42c245e4159e2a60b91d81ffce481ac543811",
             },
             "examples": {
                 "path": "saved_models/radar/examples.npz",

@@ -261,6 +261,17 @@ def test_export_int8_is_judged_on_held_out_sequences(exported, trained, monkeypa
     assert parity["held_out_sequences"] == 64
     assert parity["mse_relative_increase"] <= parity["tolerance"] == 0.10
     assert "held-out sequences" in out and f"{parity['mse_keras']:.2f}" in out
+    sidecar = json.loads(path.with_name(path.name + ".json").read_text())
+    assert sidecar["float_ops"] == ["GELU", "MUL"] and not sidecar["fully_integer"]
+    # The options alone: fully integer (judged by the same gate, here allowed anything).
+    full = trained.root / "full"
+    code, _, err = _run([*argv, "--float-ops", "--float-layers", "--tflite-dir", str(full),
+                         "--max-metric-increase", "1000"])  # fmt: skip
+    assert code == 0, err
+    sidecar = json.loads((full / f"{PRESET}_int8.tflite.json").read_text())
+    assert sidecar["fully_integer"] and sidecar["float_ops"] == sidecar["float_layers"] == []
+    code, _, err = _run([*argv, "--float-layers", "nowhere", "--tflite-dir", str(full)])
+    assert code == 2 and "nowhere" in err, err
     # A threshold below what int8 costs refuses the file and keeps nothing.
     path.unlink()
     path.with_name(path.name + ".json").unlink()

@@ -143,7 +143,7 @@ def test_native_row_bands_sum_to_the_whole_kernel(kernel, dilation, padding, max
     k = tf.constant(rng.standard_normal((*kernel, 3, 1)).astype(np.float32))
     bands = depthwise._band_edges(kernel[0], kernel[1], max_taps)
     assert bands[0][0] == 0 and bands[-1][1] == kernel[0] and len(bands) > 1
-    assert all(b[0] == a[1] for a, b in zip(bands, bands[1:]))
+    assert all(b[0] == a[1] for a, b in zip(bands[:-1], bands[1:], strict=True))
     assert all((stop - start) * kernel[1] <= max(max_taps, kernel[1]) for start, stop in bands)
     split = depthwise.native_depthwise(x, k, dilation, padding, max_taps=max_taps)
     reference = depthwise.depthwise_conv(x, k, dilation, padding, "keras")

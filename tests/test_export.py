@@ -349,4 +349,7 @@ def test_unknown_float_layers_are_named_and_nothing_is_written(model, tmp_path):
                              float_layers=("no_such_layer",))  # fmt: skip
     with pytest.raises(ValueError, match="float_ops"):
         export.export_tflite(model, target, quantize="int8", float_ops=("GELU", 3))
+    with pytest.raises(ValueError, match=r"\['GELUU'\] name no operator.*GELU"):
+        export.export_tflite(model, target, quantize="int8", representative_data=calibration,
+                             float_ops=("GELUU",), float_layers=())  # fmt: skip
     assert list(tmp_path.iterdir()) == []
