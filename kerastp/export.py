@@ -390,7 +390,19 @@ def convert_to_tflite(
             debug_dataset=lambda: ([sample[None]] for sample in samples[:1]),
             debug_options=debug_options,
         )
-        content = debugger.get_nondebug_quantized_model()
+        # The debugger's own `get_nondebug_quantized_model()` keeps float input and output;
+        # its calibrated model is quantised here with the I/O types the conversion asks for.
+        from tensorflow.lite.python import convert as lite_convert
+
+        io_type = tf.int8 if quantize == "int8_io" else tf.float32
+        content = lite_convert.mlir_quantize(
+            debugger.calibrated_model,
+            disable_per_channel=converter._experimental_disable_per_channel,
+            input_data_type=io_type,
+            output_data_type=io_type,
+            denylisted_ops=debug_options.denylisted_ops,
+            denylisted_nodes=debug_options.denylisted_nodes,
+        )
     from kerastp.lite import tflite_ops
 
     absent = sorted(set(float_ops) - set(tflite_ops(content)))
