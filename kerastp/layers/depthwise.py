@@ -20,11 +20,12 @@ config and picks the form per backend:
   TensorFlow's CPU gradient kernels of that op ignore the dilation, so the export uses it
   (`using_depthwise_implementation("native")` while it traces the serving graph) and
   training never does. XNNPACK's single-pass depth-wise kernels cover at most 25 taps
-  (`XNNPACK_MAX_TAPS`); a larger kernel (STLight's 7x7) falls to a path that runs at a fifth
-  of their rate or less (benchmarks/results/tflite_ops.md: a 7x7, dilation-3 convolution on
-  (1, 32, 32, 800) takes 6.0 ms at 2 threads, the same taps as bands of 3x7, 3x7 and 1x7
-  rows 1.4 ms). The native form therefore splits such a kernel into bands of whole rows of
-  at most 25 taps, each a VALID `DepthwiseConv2dNative` on the input cropped and padded to
+  (`XNNPACK_MAX_TAPS`); a larger kernel (STLight's 7x7) falls to a path several times
+  slower (benchmarks/results/tflite_ops.md: a 7x7, dilation-3 convolution on
+  (1, 32, 32, 800) takes 6.73 ms at 2 threads, the same taps as bands of 3x7, 3x7 and 1x7
+  rows 1.92 ms, one run). The native form therefore splits such a kernel (rows wider than
+  25 taps stay one op) into bands of whole rows of at most 25 taps, each a VALID
+  `DepthwiseConv2dNative` on the input cropped and padded to
   the band's offsets, and adds them: the same products, summed in another order (float32
   differences ~1e-6 of the output's scale). A small undilated kernel is the same op as
   Keras' form;
