@@ -268,7 +268,10 @@ def _skip(data, batches):
 
 
 def _shard_by_data(dataset):
-    """Splits each global batch over the replicas (generator datasets have no files)."""
+    """Splits each global batch over the replicas (generator datasets have no files); a
+    PyDataset is left to Keras, which builds its tf.data stream."""
+    if not hasattr(dataset, "with_options"):
+        return dataset
     import tensorflow as tf
 
     options = tf.data.Options()

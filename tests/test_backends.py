@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,27 +139,53 @@ def test_unsupported_backend_is_named():
 
 @pytest.mark.slow
 def test_gpu_race_script_runs_on_cpu_jax(tmp_path):
-    """benchmarks/gpu.py end to end at toy sizes (no PyTorch needed: its rows say skipped)."""
+    """benchmarks/gpu.py end to end at toy sizes: every phase, and a report rebuilt from a
+    cut-off call's records (no PyTorch needed: its rows say skipped)."""
     import json as json_module
     from pathlib import Path
 
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "mm"
+    data.mkdir()
+    for name, count in (("mm_train", 40), ("mm_test", 6)):
+        np.save(data / f"{name}.npy", (rng.random((count, 20, 16, 16, 1)) * 255).astype("uint8"))
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    done = subprocess.run(
-        [sys.executable, str(script), "--out", str(tmp_path), "--d", "16", "--depth", "2",
-         "--size", "16", "--batches", "2", "--steps", "4", "--micro-reps", "2",
-         "--torch-script", str(tmp_path / "missing.py")],
+    common = [sys.executable, str(script), "--presets", "stlight_tiny", "--size", "16",
+              "--override", '{"hidden_dim": 16, "depth": 2}', "--batches", "2",
+              "--dtypes", "float32", "--steps", "4", "--micro-reps", "2",
+              "--micro-kernels", "3:1,7:3", "--torch-script", str(tmp_path / "missing.py")]
+    first = subprocess.run(
+        [*common, "--out", str(tmp_path / "a"), "--phases", "torch,micro,kerastp"],
         capture_output=True, text=True, env=env, timeout=600,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    records = json_module.loads((tmp_path / "race.json").read_text())
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = subprocess.run(
+        [*common, "--out", str(tmp_path / "b"), "--phases", "quality,baseline",
+         "--others", "simvp_tiny", "--baseline-batches", "", "--quality-data", str(data),
+         "--quality-seconds", "2", "--merge", str(tmp_path / "a" / "gpu.jsonl")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    records = json_module.loads((tmp_path / "b" / "race.json").read_text())
     phases = {r["phase"] for r in records}
-    assert {"torch", "env", "micro", "choice", "kerastp"} <= phases
-    speeds = [r for r in records if r["phase"] == "kerastp"]
-    assert speeds and all(r["train_samples_per_s"] > 0 for r in speeds)
+    assert {"torch", "env", "micro", "kerastp", "quality", "baseline"} <= phases
+    speeds = [r for r in records if r["phase"] in ("kerastp", "baseline")]
+    assert [(r["preset"], r["impl"]) for r in speeds] == [
+        ("stlight_tiny", "auto"), ("simvp_tiny", "auto"), ("simvp_tiny", "keras")]
+    assert all(r["train_samples_per_s"] > 0 and r["first_steps_s"] > 0 for r in speeds)
+    quality = [r for r in records if r["phase"] == "quality" and "mse" in r]
+    assert len(quality) == 1 and quality[0]["test_sequences"] == 6
+    assert 0 < quality[0]["mse"] < 16 * 16 * 10  # per-frame SSE of frames in [0, 1]
     micro = [r for r in records if r["phase"] == "micro"]
-    assert {r["impl"] for r in micro} == {"keras", "shift"}
-    assert "| batch | dtype |" in (tmp_path / "race.md").read_text()
+    assert {(r["impl"], r["kernel"]) for r in micro} == {
+        (i, k) for i in ("keras", "shift") for k in (3, 7)}
+    markdown = (tmp_path / "b" / "race.md").read_text()
+    assert "| stlight_tiny | 2 | float32 | auto |" in markdown
+    assert "| kerastp | " in markdown  # the quality row
+    assert "Not measured:" in markdown and "no reference script" in markdown
 
 
 @pytest.mark.slow
@@ -249,7 +276,70 @@ def test_windows_pydataset_visits_every_window_once_per_pass_in_a_seeded_order()
         WindowsPyDataset(past, future, batch_size=11)
 
 
-@pytest.mark.parametrize("backend", ["jax", pytest.param("torch", marks=pytest.mark.slow)])
+def test_windows_from_frames_slice_the_same_windows_as_arrays_of_them():
+    from kerastp.data.pydatasets import WindowsPyDataset
+
+    frames = np.arange(30, dtype=np.float32).reshape(30, 1, 1, 1)
+    starts = np.array([0, 3, 7, 12, 20])
+    index = starts[:, None] + np.arange(6)
+    whole = WindowsPyDataset(frames[index][:, :2], frames[index][:, 2:], 2, seed=5)
+    sliced = WindowsPyDataset.from_frames(frames, starts, 2, 4, 2, seed=5)
+    for i in range(len(whole)):
+        for a, b in zip(whole[i], sliced[i], strict=True):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="run past"):
+        WindowsPyDataset.from_frames(frames, [25], 2, 4, 1)
+
+
+def _stream_digest(name, config):
+    """Batches 0 and 2 of epochs 0 and 1 of a source's training stream, and a resumed
+    stream's epoch 1 (first_epoch=1), rounded to 1e-5 as nested lists."""
+    from kerastp import registry
+    from kerastp.data.sources import get_source
+
+    source = get_source(name).from_config(config)
+    preset = "stlight_tiny"
+    overrides = source.model_overrides(preset) if hasattr(source, "model_overrides") else {}
+    if name == "arrays":
+        overrides = dict(zip(("height", "width", "channels"), source.frame_shape(), strict=True))
+    model = registry.build_model(preset, **overrides)
+    source.prepare(model)
+    stream, steps = source.training_stream(model, 4, None)
+    out = []
+    for _ in range(2):
+        out.append([[float(np.round(v.sum(), 5)) for v in stream[i]] for i in (0, 2)])
+        stream.on_epoch_end()
+    resumed, _ = source.training_stream(model, 4, None, first_epoch=1)
+    out.append([[float(np.round(v.sum(), 5)) for v in resumed[i]] for i in (0, 2)])
+    return {"steps": steps, "batches": out}
+
+
+def test_windowed_training_streams_are_the_same_on_tensorflow_and_jax(tmp_path, radar_dir):
+    """Radar events and the user's arrays: one seeded stream, batch for batch, on both
+    backends; a resumed run's stream continues at its epoch."""
+    rng = np.random.default_rng(0)
+    frames = tmp_path / "frames.npy"
+    np.save(frames, rng.random((6, 24, 16, 16, 1), dtype=np.float32))
+    configs = {"arrays": {"data_path": str(frames), "seed": 3},
+               "radar": {"seed": 2, "augment": "dihedral"}}
+    ours = {name: _stream_digest(name, config) for name, config in configs.items()}
+    for digest in ours.values():
+        assert digest["batches"][0] != digest["batches"][1]  # reshuffled each pass
+        assert digest["batches"][2] == digest["batches"][1]  # resumed at epoch 1
+    theirs = run_jax(
+        f"""
+        import json, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_backends import _stream_digest
+        print(json.dumps({{n: _stream_digest(n, c) for n, c in {configs!r}.items()}}))
+        """
+    )
+    assert theirs == ours
+
+
+@pytest.mark.parametrize(
+    "backend", ["jax", pytest.param("torch", marks=[pytest.mark.slow, pytest.mark.torch_backend])]
+)
 def test_cli_trains_on_another_backend_and_tensorflow_reloads_the_run(tmp_path, backend):
     import importlib.util
 
@@ -311,8 +401,14 @@ def test_a_backend_whose_package_is_missing_names_the_extra(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_presets_fit_on_pytorch(tmp_path):
+@pytest.mark.torch_backend
+def test_tiny_presets_fit_on_pytorch_and_tensorflow_reloads_them(tmp_path):
+    """The PyTorch contract, shorter than JAX's: every tiny preset fits one step on PyTorch
+    and its `.keras` file gives TensorFlow the same forecast (1e-4: PyTorch's CPU kernels
+    round differently; USTEP's 10-step attention rollout differs by 2.2e-5 here)."""
     pytest.importorskip("torch")
+    from kerastp import saving
+
     env = dict(os.environ, KERAS_BACKEND="torch")
     script = textwrap.dedent(
         f"""
@@ -328,6 +424,10 @@ def test_tiny_presets_fit_on_pytorch(tmp_path):
             model.compile(learning_rate=1e-3, total_steps=10)
             history = model.fit(past, future, batch_size=2, epochs=1, verbose=0)
             losses[name] = float(history.history["loss"][0])
+            path = "{tmp_path}/" + name + ".keras"
+            model.save(path)
+            np.save(path + ".probe.npy", past)
+            np.save(path + ".out.npy", np.asarray(model.predict(past, verbose=0)))
         print(json.dumps(losses))
         """
     )
@@ -336,6 +436,11 @@ def test_tiny_presets_fit_on_pytorch(tmp_path):
     assert done.returncode == 0, done.stderr[-4000:]
     losses = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(losses) == set(TINY) and all(np.isfinite(v) for v in losses.values())
+    for name in TINY:
+        path = tmp_path / f"{name}.keras"
+        model = saving.load_model(path)
+        ours = np.asarray(model.predict(np.load(f"{path}.probe.npy"), verbose=0))
+        np.testing.assert_allclose(ours, np.load(f"{path}.out.npy"), atol=1e-4, err_msg=name)
 
 
 SCHEDULED_SAMPLING = """
@@ -361,7 +466,7 @@ print(json.dumps(out))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["jax", "torch"])
+@pytest.mark.parametrize("backend", ["jax", pytest.param("torch", marks=pytest.mark.torch_backend)])
 def test_scheduled_sampling_follows_the_steps_on_every_backend(tmp_path, backend):
     """ConvLSTM's scheduled sampling (teacher inputs with probability eta, eta by optimizer
     step) gives the same losses on JAX and PyTorch as on TensorFlow, without a train step."""

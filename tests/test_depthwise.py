@@ -110,7 +110,39 @@ def test_strided_or_multiplied_layers_fall_back_to_keras():
 
 def test_auto_uses_keras_off_the_measured_platforms():
     assert depthwise.depthwise_implementation() == "keras"  # TensorFlow, CPU
-    assert depthwise.AUTO[("jax", "gpu", "float32")] == "shift"
+    for dtype in ("float32", "bfloat16"):
+        assert depthwise.AUTO[("jax", "gpu", dtype, "dilated")] == "shift"
+        assert ("jax", "gpu", dtype, "undilated") not in depthwise.AUTO
+
+
+def test_auto_tells_dilated_from_undilated_kernels(monkeypatch):
+    """On a measured platform "auto" shifts the dilated kernel and leaves the 3x3 to Keras."""
+    monkeypatch.setattr(depthwise, "_platform", lambda: "gpu")
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    assert depthwise.depthwise_implementation("float32", dilated=True) == "shift"
+    assert depthwise.depthwise_implementation("bfloat16", dilated=True) == "shift"
+    assert depthwise.depthwise_implementation("float32", dilated=False) == "keras"
+    assert DepthwiseConv2D(7, dilation_rate=3)._alternative() == "shift"
+    assert DepthwiseConv2D(3)._alternative() is None
+
+
+def test_shift_form_sums_16_bit_inputs_in_float32():
+    """bfloat16 in, bfloat16 out, and the sum rounded once: closer to the float32 result than
+    Keras' bfloat16 convolution, never further than one bfloat16 rounding of it."""
+    x, _ = _inputs(3)
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(7, 7, x.shape[-1], 1)).astype("float32")
+    exact = np.asarray(depthwise.depthwise_conv(x, w, (3, 3), "same", "keras"))
+    low = depthwise.depthwise_conv(
+        keras.ops.cast(x, "bfloat16"), keras.ops.cast(w, "float32"), (3, 3), "same", "shift"
+    )
+    assert keras.backend.standardize_dtype(low.dtype) == "bfloat16"
+    x16 = np.asarray(keras.ops.cast(keras.ops.cast(x, "bfloat16"), "float32"))
+    reference = np.asarray(depthwise.depthwise_conv(x16, w, (3, 3), "same", "keras"))
+    low = np.asarray(keras.ops.cast(low, "float32"))
+    # One rounding to bfloat16 (8 bits of mantissa): relative error at most 2**-8.
+    np.testing.assert_allclose(low, reference, rtol=2**-8, atol=1e-6)
+    assert np.abs(low - exact).max() < 0.05 * np.abs(exact).max()
 
 
 def test_unknown_implementation_is_named(monkeypatch):

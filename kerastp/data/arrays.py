@@ -310,6 +310,43 @@ def _prepare(
     return frames, starts, normalization
 
 
+def prepare_frames(
+    source,
+    split="train",
+    key=None,
+    *,
+    input_frames,
+    output_frames,
+    stride=1,
+    normalization="minmax",
+    validation_fraction=0.1,
+    test_fraction=0.0,
+    seed=0,
+):
+    """A split's normalised frames, held once, and where its windows start in them.
+
+    Same loading, split and normalisation as `prepare_arrays` and `array_dataset`; the
+    windows are `frames[s : s + input_frames + output_frames]` for each `s` in `starts`
+    (what `kerastp.data.pydatasets.WindowsPyDataset.from_frames` slices per batch).
+
+    Returns:
+        (frames, starts, normalization): float32 (F, H, W, C), int (M,) and the
+        `Normalization` used (fitted on the training split).
+    """
+    return _prepare(
+        source,
+        split,
+        key,
+        input_frames,
+        output_frames,
+        stride,
+        normalization,
+        validation_fraction,
+        test_fraction,
+        seed,
+    )
+
+
 def prepare_arrays(
     source,
     split="val",

@@ -1,9 +1,14 @@
-"""Training streams without TensorFlow: `keras.utils.PyDataset`s for every Keras backend.
+"""Training streams as `keras.utils.PyDataset`s, for every Keras backend.
 
 `MovingMNISTPyDataset` yields exactly the batches of `moving_mnist_dataset` (the tf.data
 stream): epoch e is built in chunks of 256 sequences, chunk c drawn from
 `np.random.default_rng([seed, e, c, stream])`, so a run on JAX or PyTorch sees the same
 sequences as one on TensorFlow.
+
+`WindowsPyDataset` is the training stream of the windowed sources (radar events, the user's
+arrays) on every backend, TensorFlow included (Keras feeds a PyDataset to tf.data there), so
+one seeded order serves them all: a run on JAX or PyTorch sees the batches a TensorFlow run
+sees, and a resumed run continues that order.
 """
 
 import threading
@@ -121,14 +126,44 @@ class MovingMNISTPyDataset(keras.utils.PyDataset):
             self.epoch += 1
 
 
-class WindowsPyDataset(keras.utils.PyDataset):
-    """Batches of in-memory `(past, future)` windows as a `keras.utils.PyDataset`.
+class WindowView:
+    """`(N, length, H, W, C)` windows sliced from frames held once, on demand.
 
-    The training stream of windowed sources (radar events, the user's arrays) on backends
-    without tf.data: each pass visits the windows in the order of
-    `np.random.default_rng([seed, pass])` (or in order with `shuffle=False`), `steps` batches
-    per pass (default: every full batch once; more than one pass's worth wraps around).
-    The order differs from the tf.data stream's (tf.data shuffles with its own generator).
+    Indexing with an array of window numbers gives those windows (a copy); overlapping
+    windows share the frames instead of repeating them in memory.
+
+    Args:
+        frames: (F, H, W, C) frames.
+        starts: (N,) index in `frames` of each window's first frame.
+        offset: frames skipped from each start (`input_frames` for the future part).
+        length: frames per window.
+    """
+
+    def __init__(self, frames, starts, offset, length):
+        self.frames = frames
+        self.starts = np.asarray(starts, np.int64)
+        self.steps = np.arange(offset, offset + length)
+        if len(self.starts) and self.starts.max() + self.steps[-1] >= len(frames):
+            raise ValueError(
+                f"windows of {length} frames from offset {offset} run past the "
+                f"{len(frames)} frames"
+            )
+
+    def __len__(self):
+        return len(self.starts)
+
+    def __getitem__(self, index):
+        return self.frames[self.starts[index][..., None] + self.steps]
+
+
+class WindowsPyDataset(keras.utils.PyDataset):
+    """Batches of `(past, future)` windows as a `keras.utils.PyDataset`.
+
+    The training stream of the windowed sources (radar events, the user's arrays) on every
+    backend: each pass visits the windows in the order of `np.random.default_rng([seed,
+    pass])` (or in order with `shuffle=False`), `steps` batches per pass (default: every full
+    batch once; more than one pass's worth wraps around). `from_frames` slices the windows
+    from frames held once instead of arrays of every window.
 
     Args:
         past, future: arrays (N, T_in, H, W, C) and (N, T_out, H, W, C) in model scale.
@@ -166,6 +201,21 @@ class WindowsPyDataset(keras.utils.PyDataset):
         self.augmentation = augmentation
         self.epoch = 0
         self._skip = 0
+
+    @classmethod
+    def from_frames(cls, frames, starts, input_frames, output_frames, batch_size, **kwargs):
+        """The windows starting at `starts` in `frames` (F, H, W, C), sliced per batch.
+
+        Args:
+            frames: (F, H, W, C) frames in model scale.
+            starts: index of each window's first frame (`input_frames + output_frames`
+                frames from each must lie in `frames`).
+            input_frames, output_frames: the window's past and future lengths.
+            batch_size, **kwargs: as for the constructor.
+        """
+        past = WindowView(frames, starts, 0, input_frames)
+        future = WindowView(frames, starts, input_frames, output_frames)
+        return cls(past, future, batch_size, **kwargs)
 
     def __len__(self):
         return self.steps - self._skip

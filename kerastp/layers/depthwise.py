@@ -33,15 +33,19 @@ config and picks the form per backend:
 Only stride 1, depth multiplier 1 and "same"/"valid" padding take the alternative paths; any
 other setting falls back to ``"keras"``. `KERASTP_DEPTHWISE` (environment) or
 `set_depthwise_implementation()` chooses globally; ``"auto"`` (the default) is ``"keras"``
-except where `benchmarks/gpu.py` measured another form faster (see `AUTO`).
+except where `benchmarks/gpu.py` measured another form faster (see `AUTO`, keyed by whether
+the kernel is dilated: XLA compiles an undilated 3x3 well in Keras' form, a dilated 7x7
+poorly). In float16/bfloat16 the shift form multiplies and adds in float32 and rounds its
+result once: XLA's bfloat16 shifted sums ran 4x slower than float32 ones.
 
 Measured (benchmarks/results/gpu/race.md; H200, Keras 3.15.1 on JAX 0.11.2, one call):
 STLight-XS trains at 301 samples/s in float32 at batch 16 with ``"shift"`` against 86 with
 ``"keras"`` (PyTorch reference: 294); one 7x7, dilation-3 depth-wise convolution on
 (16, 32, 32, 800), forward and backward, takes 2.07 ms as ``"shift"`` and 10.34 ms as
-``"keras"`` in float32, but 8.28 against 3.28 ms in bfloat16, where Keras' form stays. A
-third form raced then (a custom-gradient `lax` convolution with the weight gradient as a
-forward grouped convolution) was slower than both everywhere (12.8 ms) and was dropped.
+``"keras"`` in float32, and 8.28 (shift computed in bfloat16) against 3.28 ms in bfloat16.
+An undilated 3x3 takes 0.17 ms in Keras' form and 0.29 ms shifted. A third form raced then
+(a custom-gradient `lax` convolution with the weight gradient as a forward grouped
+convolution) was slower than both everywhere (12.8 ms) and was dropped.
 """
 
 import contextlib
@@ -53,9 +57,15 @@ from keras import ops
 IMPLEMENTATIONS = ("auto", "keras", "shift", "native")
 ENV_VAR = "KERASTP_DEPTHWISE"
 
-#: (backend, platform, compute dtype) -> implementation used by "auto"; measured by
-#: benchmarks/gpu.py (see the module docstring). Anything not listed uses "keras".
-AUTO = {("jax", "gpu", "float32"): "shift"}
+#: (backend, platform, compute dtype, "dilated" | "undilated") -> implementation used by
+#: "auto"; measured by benchmarks/gpu.py (see the module docstring). Anything not listed
+#: uses "keras".
+AUTO = {
+    ("jax", "gpu", "float32", "dilated"): "shift",
+    ("jax", "gpu", "bfloat16", "dilated"): "shift",
+    ("jax", "gpu", "float16", "dilated"): "shift",
+}
+LOW_PRECISION = ("float16", "bfloat16")
 
 _chosen = {"name": None}
 
@@ -99,15 +109,21 @@ def _platform():
     return "any"
 
 
-def depthwise_implementation(dtype="float32"):
-    """The implementation the next traced depth-wise convolution on `dtype` inputs uses."""
+def depthwise_implementation(dtype="float32", dilated=True):
+    """The implementation the next traced depth-wise convolution on `dtype` inputs uses.
+
+    Args:
+        dtype: the convolution's compute dtype.
+        dilated: whether its dilation rate is above 1 (`AUTO` tells the two apart).
+    """
     name = _chosen["name"] or os.environ.get(ENV_VAR, "auto")
     if name not in IMPLEMENTATIONS:
         raise ValueError(
             f"{ENV_VAR} must be one of {', '.join(IMPLEMENTATIONS)}; got {name!r}"
         )
     if name == "auto":
-        name = AUTO.get((keras.backend.backend(), _platform(), dtype), "keras")
+        kind = "dilated" if dilated else "undilated"
+        name = AUTO.get((keras.backend.backend(), _platform(), dtype, kind), "keras")
     return name
 
 
@@ -120,12 +136,21 @@ def _same_pads(kernel_size, dilation):
 def shift_depthwise(inputs, kernel, dilation, padding):
     """Depth-wise convolution as a sum of shifted inputs (`keras.ops` only).
 
+    16-bit inputs are multiplied and summed in float32 and the result is rounded to their
+    dtype once (one rounding instead of one per tap, and XLA runs it faster).
+
     Args:
         inputs: (B, H, W, C).
         kernel: (kh, kw, C, 1), Keras' depth-wise kernel layout.
         dilation: (dh, dw).
         padding: "same" or "valid".
     """
+    dtype = keras.backend.standardize_dtype(inputs.dtype)
+    if dtype in LOW_PRECISION:
+        outputs = shift_depthwise(
+            ops.cast(inputs, "float32"), ops.cast(kernel, "float32"), dilation, padding
+        )
+        return ops.cast(outputs, dtype)
     kh, kw = kernel.shape[0], kernel.shape[1]
     dh, dw = dilation
     height, width = inputs.shape[1], inputs.shape[2]
@@ -245,7 +270,10 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
             or self.padding not in ("same", "valid")
         ):
             return None
-        name = depthwise_implementation(keras.backend.standardize_dtype(self.compute_dtype))
+        name = depthwise_implementation(
+            keras.backend.standardize_dtype(self.compute_dtype),
+            dilated=tuple(self.dilation_rate) != (1, 1),
+        )
         if name == "native" and (
             keras.backend.backend() != "tensorflow"
             or (
@@ -260,7 +288,8 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
         name = self._alternative()
         if name is None:
             return super().call(inputs)
-        kernel = ops.cast(self.kernel, inputs.dtype)
+        # The shift form takes the float32 variable as it is (it computes in float32).
+        kernel = self.kernel if name == "shift" else ops.cast(self.kernel, inputs.dtype)
         outputs = depthwise_conv(inputs, kernel, self.dilation_rate, self.padding, name)
         if self.use_bias:
             outputs = ops.add(outputs, ops.cast(self.bias, outputs.dtype))

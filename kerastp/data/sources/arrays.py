@@ -33,7 +33,6 @@ class ArraysSource(DataSource):
         self.normalization = normalization
         self.stride = stride
         self._frames = None
-        self._train = None
 
     @classmethod
     def from_config(cls, config):
@@ -92,14 +91,7 @@ class ArraysSource(DataSource):
     def prepare(self, model):
         """Fits the normalisation on the training split (a fitted one is kept)."""
         if not self.fitted:
-            if not uses_tf_data():
-                _, _, self.normalization = arrays.prepare_arrays(
-                    self.frames(), "train", normalization=self.normalization,
-                    **self._windows(model),
-                )  # fmt: skip
-                return
-            # The dataset is lazy: only the training split is read and fitted here.
-            _, self.normalization = arrays.array_dataset(
+            _, _, self.normalization = arrays.prepare_frames(
                 self.frames(), "train", normalization=self.normalization, **self._windows(model)
             )
 
@@ -131,29 +123,20 @@ class ArraysSource(DataSource):
         return self._fitted().inverse(np.asarray(values, np.float32))
 
     def training_stream(self, model, batch_size, steps_per_epoch, first_epoch=0, num_epochs=1):
-        if not uses_tf_data():
-            from kerastp.data.pydatasets import WindowsPyDataset
+        # One stream on every backend: the same seeded windows, batch for batch, whichever
+        # backend trains; a resumed run continues at its epoch. The training frames are held
+        # once and each batch's windows sliced from them.
+        from kerastp.data.pydatasets import WindowsPyDataset
 
-            past, future = self.split_arrays(model, "train")
-            stream = WindowsPyDataset(past, future, batch_size, seed=self.seed)
-            stream.steps = steps_per_epoch or stream.steps
-            return stream, stream.steps
-        key = (batch_size, steps_per_epoch)
-        if self._train is None or self._train[0] != key:
-            dataset, _ = arrays.array_dataset(
-                self.frames(),
-                "train",
-                normalization=self._fitted(),
-                batch_size=batch_size,
-                **self._windows(model),
-            )
-            batches = int(dataset.cardinality())
-            steps = steps_per_epoch or batches
-            if steps != batches:
-                # Fixed-length epochs of `steps` batches over the (reshuffled) windows.
-                dataset = dataset.repeat().take(steps)
-            self._train = (key, dataset, steps)
-        return self._train[1], self._train[2]
+        frames, starts, _ = arrays.prepare_frames(
+            self.frames(), "train", normalization=self._fitted(), **self._windows(model)
+        )
+        stream = WindowsPyDataset.from_frames(
+            frames, starts, model.input_frames, model.output_frames, batch_size, seed=self.seed
+        )
+        stream.steps = steps_per_epoch or stream.steps  # more than one pass wraps around
+        stream.epoch = first_epoch
+        return stream, stream.steps
 
     def validation_stream(self, model, batch_size, num_sequences):
         if not uses_tf_data():

@@ -16,8 +16,9 @@ import numpy as np
 
 
 def uses_tf_data():
-    """True when Keras runs on TensorFlow: streams are tf.data datasets; on JAX and PyTorch
-    they are `keras.utils.PyDataset`s (`kerastp.data.pydatasets`)."""
+    """True when Keras runs on TensorFlow: Moving MNIST's streams are tf.data datasets there;
+    on JAX and PyTorch they are `keras.utils.PyDataset`s yielding the same batches
+    (`kerastp.data.pydatasets`). The windowed sources train from a PyDataset everywhere."""
     keras = sys.modules.get("keras")
     if keras is not None and hasattr(keras, "backend"):
         return keras.backend.backend() == "tensorflow"

@@ -51,7 +51,6 @@ class RadarSource(DataSource):
         self.stride = check_int("stride", stride, minimum=1)
         self.augmentation = WindowAugmentation.from_name(augment)
         self.augment = augment
-        self._train = None
 
     @classmethod
     def from_config(cls, config):
@@ -109,40 +108,24 @@ class RadarSource(DataSource):
         }
 
     def training_stream(self, model, batch_size, steps_per_epoch, first_epoch=0, num_epochs=1):
-        common = {**self._common(model), "stride": self.stride}
-        if self.augmentation is not None or not uses_tf_data():
-            # Augmented windows come from one NumPy implementation on every backend.
-            from kerastp.data.pydatasets import WindowsPyDataset
+        # One stream on every backend (augmented or not): the same seeded windows, batch for
+        # batch, whichever backend trains; a resumed run continues at its epoch.
+        from kerastp.data.pydatasets import WindowsPyDataset
 
-            past, future = radar.radar_arrays("train", **common)
-            stream = WindowsPyDataset(
-                past, future, batch_size, seed=self.seed, augmentation=self.augmentation
+        common = {**self._common(model), "stride": self.stride}
+        past, future = radar.radar_arrays("train", **common)
+        stream = WindowsPyDataset(
+            past, future, batch_size, seed=self.seed, augmentation=self.augmentation
+        )
+        if steps_per_epoch and steps_per_epoch > stream.steps:
+            raise ValueError(
+                f"`steps_per_epoch`={steps_per_epoch} exceeds the {stream.steps} batches "
+                f"of radar training windows at batch_size={batch_size}; leave it unset "
+                "for one pass"
             )
-            if steps_per_epoch and steps_per_epoch > stream.steps:
-                raise ValueError(
-                    f"`steps_per_epoch`={steps_per_epoch} exceeds the {stream.steps} batches "
-                    f"of radar training windows at batch_size={batch_size}; leave it unset "
-                    "for one pass"
-                )
-            stream.steps = steps_per_epoch or stream.steps
-            stream.epoch = first_epoch
-            return stream, stream.steps
-        # One dataset for the whole run: Keras iterates the windows once per epoch and they
-        # reshuffle every pass (a resumed run restarts that seeded sequence).
-        key = (batch_size, steps_per_epoch)
-        if self._train is None or self._train[0] != key:
-            dataset = radar.radar_dataset("train", seed=self.seed, batch_size=batch_size, **common)
-            batches = int(dataset.cardinality())
-            steps = steps_per_epoch or batches
-            if steps > batches:
-                raise ValueError(
-                    f"`steps_per_epoch`={steps} exceeds the {batches} batches of radar "
-                    f"training windows at batch_size={batch_size}; leave it unset for one pass"
-                )
-            if steps < batches:
-                dataset = dataset.repeat().take(steps)
-            self._train = (key, dataset, steps)
-        return self._train[1], self._train[2]
+        stream.steps = steps_per_epoch or stream.steps
+        stream.epoch = first_epoch
+        return stream, stream.steps
 
     def validation_stream(self, model, batch_size, num_sequences):
         if not uses_tf_data():
