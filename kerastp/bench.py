@@ -249,8 +249,10 @@ def tflite_accuracy(path):
 
     Returns:
         dict with `quantize`, `judged_by` and, for integer files judged on held-out
-        sequences, `mse_keras`, `mse_tflite` and `mse_relative_increase`; or for float files
-        `max_abs_error`. None when the file has no kerastp sidecar.
+        sequences, `mse_keras`, `mse_tflite` and `mse_relative_increase`, with the operator
+        types and layers the int8 file keeps in float (`float_ops`, `float_layers`) and
+        `fully_integer`; or for float files `max_abs_error`. None when the file has no
+        kerastp sidecar.
     """
     from kerastp.runs import sidecar_path
     from kerastp.saving import read_json
@@ -261,5 +263,6 @@ def tflite_accuracy(path):
     record = read_json(sidecar)
     parity = record.get("parity") or {}
     keys = ("judged_by", "max_abs_error", "mse_keras", "mse_tflite", "mse_relative_increase")
+    kept = {k: record[k] for k in ("float_ops", "float_layers", "fully_integer") if k in record}
     return {"quantize": record.get("quantization", "none"),
-            **{k: parity[k] for k in keys if k in parity}}  # fmt: skip
+            **{k: parity[k] for k in keys if k in parity}, **kept}  # fmt: skip

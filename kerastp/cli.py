@@ -244,6 +244,11 @@ def cmd_bench(args):
             if "mse_relative_increase" in acc:
                 accuracy = (f"{acc['quantize']}: held-out MSE {acc['mse_keras']:.4g} -> "
                             f"{acc['mse_tflite']:.4g} ({100 * acc['mse_relative_increase']:+.1f}%)")
+                kept = [*acc.get("float_ops", ()), *acc.get("float_layers", ())]
+                if kept:
+                    accuracy += f"; kept in float: {', '.join(kept)}"
+                elif acc.get("fully_integer"):
+                    accuracy += "; fully integer"
             elif "max_abs_error" in acc:
                 accuracy = f"{acc['quantize']}: max abs error {acc['max_abs_error']:.1e}"
         print(

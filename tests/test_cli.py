@@ -317,6 +317,27 @@ def test_bench_times_every_runtime_of_an_artifact(exported, trained, monkeypatch
     assert code == 2 and "No .tflite file" in err
 
 
+def test_bench_shows_what_an_int8_file_keeps_in_float_next_to_its_accuracy():
+    """The shipped selective int8 file: latency, delegation, its held-out MSE change and the
+    operators it keeps in float, in one row (what its sidecar records)."""
+    from kerastp import pretrained
+    from kerastp.saving import read_json
+
+    path = str(pretrained.pretrained_file("mmnist", "tflite_int8"))
+    code, out, err = _run(["bench", path, "--runs", "2", "--warmup", "1", "--threads", "2",
+                           "--json"])  # fmt: skip
+    assert code == 0, err
+    (row,) = json.loads(out)
+    sidecar = read_json(path + ".json")
+    assert row["accuracy"]["float_ops"] == sidecar["float_ops"] and sidecar["float_ops"]
+    assert row["accuracy"]["mse_relative_increase"] == pytest.approx(
+        sidecar["parity"]["mse_relative_increase"])
+    assert row["delegation"]["delegated"] > 0
+    code, out, err = _run(["bench", path, "--runs", "2", "--warmup", "0", "--threads", "1"])
+    assert code == 0, err
+    assert f"kept in float: {', '.join(sidecar['float_ops'])}" in out
+
+
 @pytest.fixture(scope="module")
 def forecasts(exported, trained, first_sequence):
     """Forecasts of sequence 0 by the run's model and by each exported artifact."""

@@ -333,6 +333,10 @@ def test_quantized_tflite_has_builtin_ops_and_dynamic_batch(quantize, tmp_path):
     )
     assert sidecar["parity"]["passed"]
     assert "WHILE" not in sidecar["ops"] and not any(op.startswith("Flex") for op in sidecar["ops"])
+    if quantize == "int8":
+        # The first encoder and last decoder layers stay in float, whatever num_spatial is.
+        assert sidecar["float_layers"] == ["encoder_0", f"decoder_{SMALL['num_spatial'] - 1}"]
+        assert "DEQUANTIZE" in sidecar["ops"] and not sidecar["fully_integer"]
     lite = LiteForecaster(tmp_path / "q.tflite")
     for batch in (1, 3):
         assert lite.predict(_past(batch=batch)).shape == (batch, 4, 16, 16, 1)
