@@ -102,6 +102,8 @@ def test_pydataset_checks_its_arguments():
         MovingMNISTPyDataset("procedural", batch_size=2, num_sequences=4)[2]
 
 
+# Slow: `kerastp train --backend jax` (default suite) trains from the same stream already.
+@pytest.mark.slow
 def test_stlight_trains_on_jax_with_the_pydataset_stream():
     result = run_jax(
         """
