@@ -156,9 +156,10 @@ def test_gpu_race_script_runs_on_cpu_jax(tmp_path):
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     common = [sys.executable, str(script), "--presets", "stlight_tiny", "--size", "16",
-              "--override", '{"hidden_dim": 16, "depth": 2}', "--batches", "2",
+              "--override", '{"hidden_dim": 16, "depth": 2}', "--batches", "16",
               "--dtypes", "float32", "--steps", "4", "--micro-reps", "2",
               "--micro-kernels", "3:1,7:3", "--torch-script", str(tmp_path / "missing.py")]
+    # Batch 16: the quality race sizes kerastp's schedule by its batch-16 float32 rate.
     first = subprocess.run(
         [*common, "--out", str(tmp_path / "a"), "--phases", "torch,micro,kerastp"],
         capture_output=True, text=True, env=env, timeout=600,
@@ -185,7 +186,7 @@ def test_gpu_race_script_runs_on_cpu_jax(tmp_path):
     assert {(r["impl"], r["kernel"]) for r in micro} == {
         (i, k) for i in ("keras", "shift") for k in (3, 7)}
     markdown = (tmp_path / "b" / "race.md").read_text()
-    assert "| stlight_tiny | 2 | float32 | auto |" in markdown
+    assert "| stlight_tiny | 16 | float32 | auto |" in markdown
     assert "| kerastp | " in markdown  # the quality row
     assert "Not measured:" in markdown and "no reference script" in markdown
 
