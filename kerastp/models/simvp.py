@@ -91,7 +91,7 @@ class SimVP(Forecaster):
 
     # The first encoder layer (conv, GroupNorm, SiLU on the raw frames) in int8 loses the
     # GroupNorm variance of heavy-tailed inputs; kept in float, the radar-trained simvp_tiny's
-    # int8 MSE goes from +15.3% to +3.7% (benchmarks/results/int8.md).
+    # int8 MSE goes from +21.9% to +5.5% (benchmarks/results/int8.md).
     int8_float_layers = ("encoder_0",)
 
     def __init__(

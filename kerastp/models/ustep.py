@@ -106,7 +106,7 @@ class USTEP(Forecaster):
         """The first encoder layer (GroupNorm of the raw frames) and the last decoder layer
         (back at the frames' scale): in int8 either alone leaves the radar-trained
         ustep_tiny's MSE at +11% to +15%, the two in float bring it to +3.2% (fully integer:
-        +13.6%; a greedy search over its 16 layers and 8 operator types)."""
+        +14.6%; a greedy search over its 16 layers and 8 operator types)."""
         return ("encoder_0", f"decoder_{self.num_spatial - 1}")
 
     def __init__(
