@@ -14,8 +14,9 @@ class GroupNormalization(keras.layers.GroupNormalization):
     which XNNPACK does not run, so every GroupNorm splits the delegated graph in two
     (benchmarks/results/tflite_ops.md: 9 partitions in simvp_tiny). And it reduces the
     (B, H, W, groups, C / groups) view over three non-adjacent axes, which LiteRT runs slowly
-    (1.29 ms on a (64, 64, 16) input at batch 1, where a convolution of that input takes
-    0.25 ms).
+    (benchmarks/results/tflite_ops.md, ustep_tiny at 1 thread: 1.29 ms per GroupNorm on a
+    (64, 64, 16) input, where a 3x3 convolution of that input takes 0.25 ms; 0.60 ms in the
+    form below, the same day).
 
     Here, for channels-last inputs with static non-batch dimensions, each statistic is the
     mean over the spatial axes per channel (one reduction over adjacent axes, a global
