@@ -219,22 +219,29 @@ def _empty_split(name, split):
     return ValueError(f"{name}: split {split!r} is empty ({argument}=0); pass {argument} > 0.")
 
 
-def _prepare(
+def prepare_frames(
     source,
-    split,
-    key,
+    split="train",
+    key=None,
+    *,
     input_frames,
     output_frames,
-    stride,
-    normalization,
-    validation_fraction,
-    test_fraction,
-    seed,
+    stride=1,
+    normalization="minmax",
+    validation_fraction=0.1,
+    test_fraction=0.0,
+    seed=0,
 ):
-    """Loads, splits and normalises; returns (frames (F, H, W, C), window starts, norm).
+    """A split's normalised frames, held once, and where its windows start in them.
 
-    `frames` concatenates the split's sequences (or its block of the series); `starts` index
-    the first frame of every window in it, none crossing a sequence.
+    The loading, split and normalisation behind `prepare_arrays` and `array_dataset`:
+    `frames` concatenates the split's sequences (or its block of the series); the windows
+    are `frames[s : s + input_frames + output_frames]` for each `s` in `starts`, none crossing
+    a sequence (what `kerastp.data.pydatasets.WindowsPyDataset.from_frames` slices per batch).
+
+    Returns:
+        (frames, starts, normalization): float32 (F, H, W, C), int (M,) and the
+        `Normalization` used (fitted on the training split).
     """
     split = _check_split_name(split)
     seed = check_int("seed", seed, minimum=0)
@@ -310,43 +317,6 @@ def _prepare(
     return frames, starts, normalization
 
 
-def prepare_frames(
-    source,
-    split="train",
-    key=None,
-    *,
-    input_frames,
-    output_frames,
-    stride=1,
-    normalization="minmax",
-    validation_fraction=0.1,
-    test_fraction=0.0,
-    seed=0,
-):
-    """A split's normalised frames, held once, and where its windows start in them.
-
-    Same loading, split and normalisation as `prepare_arrays` and `array_dataset`; the
-    windows are `frames[s : s + input_frames + output_frames]` for each `s` in `starts`
-    (what `kerastp.data.pydatasets.WindowsPyDataset.from_frames` slices per batch).
-
-    Returns:
-        (frames, starts, normalization): float32 (F, H, W, C), int (M,) and the
-        `Normalization` used (fitted on the training split).
-    """
-    return _prepare(
-        source,
-        split,
-        key,
-        input_frames,
-        output_frames,
-        stride,
-        normalization,
-        validation_fraction,
-        test_fraction,
-        seed,
-    )
-
-
 def prepare_arrays(
     source,
     split="val",
@@ -375,17 +345,17 @@ def prepare_arrays(
     >>> past, future, norm = prepare_arrays("frames.npy", "val", input_frames=6,
     ...                                     output_frames=12)  # doctest: +SKIP
     """
-    frames, starts, norm = _prepare(
+    frames, starts, norm = prepare_frames(
         source,
         split,
         key,
-        input_frames,
-        output_frames,
-        stride,
-        normalization,
-        validation_fraction,
-        test_fraction,
-        seed,
+        input_frames=input_frames,
+        output_frames=output_frames,
+        stride=stride,
+        normalization=normalization,
+        validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
     )
     index = starts[:, None] + np.arange(input_frames + output_frames)
     windows = frames[index]
@@ -454,17 +424,17 @@ def array_dataset(
     [(None, 10, 16, 16, 1), (None, 10, 16, 16, 1)]
     """
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    frames, starts, norm = _prepare(
+    frames, starts, norm = prepare_frames(
         source,
         split,
         key,
-        input_frames,
-        output_frames,
-        stride,
-        normalization,
-        validation_fraction,
-        test_fraction,
-        seed,
+        input_frames=input_frames,
+        output_frames=output_frames,
+        stride=stride,
+        normalization=normalization,
+        validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
     )
     if shuffle is None:
         shuffle = _check_split_name(split) == "train"
