@@ -63,8 +63,11 @@ def measure(model, name, source, workdir, threads, runs, max_seconds, log, score
     representative, validation = export.quantization_data(model, "int8", source, 64)
     past, future = validation
     folder = Path(workdir) / "".join(c if c.isalnum() or c in "_-" else "_" for c in name)
-    saved_model = folder / "saved_model"
-    export.export_saved_model(model, saved_model)
+    model = export.float32_model(model)
+    sources = {}  # the SavedModel each conversion starts from, as `kerastp export` writes it
+    for quantize in ("none", "int8"):
+        sources[quantize] = folder / f"saved_model_{quantize}"
+        export.write_tflite_source(model, sources[quantize], quantize)
     mse_keras = export._mse(export._predict_in_batches(model.predict, past), future)
     kinds = [("fp32", "none", (), ()), ("int8 (fully integer)", "int8", (), ())]
     float_ops, float_layers = tuple(model.int8_float_ops), tuple(model.int8_float_layers)
@@ -76,8 +79,8 @@ def measure(model, name, source, workdir, threads, runs, max_seconds, log, score
                "float_layers": list(layers), "mse_keras": mse_keras}  # fmt: skip
         path = folder / f"{label.split()[0]}_{len(rows)}.tflite"
         try:
-            path.write_bytes(export.convert_to_tflite(saved_model, quantize, representative,
-                                                      ops, layers))  # fmt: skip
+            path.write_bytes(export.convert_to_tflite(sources[quantize], quantize,
+                                                      representative, ops, layers))  # fmt: skip
             lite = LiteForecaster(path)
             if score:
                 row["mse_tflite"] = export._mse(export._predict_in_batches(lite.predict, past),

@@ -78,11 +78,14 @@ def bench_preset(preset, threads, runs, max_seconds, workdir, log):
     export.export_saved_model(model, saved_model, preset=preset, probe=past)
     record("saved_model", bench.saved_model_forecaster(saved_model), size=_size(saved_model))
     calibration = get_source("procedural").calibration_samples(model, 16)
+    float_source = Path(workdir) / preset / "tflite_float_source"  # as `kerastp export` traces
+    export.write_tflite_source(export.float32_model(model), float_source, "none")
     for kind in TFLITE_KINDS:
+        source = float_source if kind in export.FLOAT_LAYOUT_QUANTIZATIONS else saved_model
         path = Path(workdir) / preset / f"{kind}.tflite"
         runtime = f"tflite_{'fp32' if kind == 'none' else kind}"
         # int8 as `kerastp export` makes it: what the model keeps in float stays float.
-        content = convert_to_tflite(saved_model, kind, calibration, model.int8_float_ops,
+        content = convert_to_tflite(source, kind, calibration, model.int8_float_ops,
                                     model.int8_float_layers)  # fmt: skip
         path.write_bytes(content)
         for n in threads:

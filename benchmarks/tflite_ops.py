@@ -16,6 +16,10 @@ For each preset (initial weights; latency does not depend on their values), at b
 4. the dilated depth-wise convolution in Keras' form (`tf.nn.depthwise_conv2d`: SPACE_TO_BATCH_ND
    / DEPTHWISE_CONV_2D / BATCH_TO_SPACE_ND in TFLite, what kerastp exported before) and in the
    native form kerastp exports now (one DEPTHWISE_CONV_2D with its dilation factor).
+5. one STLight mixer block at widths 800 to 1400, fp32 and int8, traced whole and in the
+   layout float TFLite exports use (`kerastp.layers.stl_mixer.export_layout`: the depth-wise
+   branch in channel groups, the point-wise convolution in output-channel chunks where
+   measured faster).
 
 GMAC/s is a layer's multiply-accumulates over its median latency; `--matmul` also times a
 1x1 convolution at the width of the first preset, this machine's practical fp32 rate.
@@ -93,9 +97,10 @@ def leaf_layers(model):
     return [tuple(entry) for entry in records.values()]
 
 
-def layer_tflite(layer, shape, path, implementation=None):
-    """Writes `layer` alone (a copy with the same config and weights) as a fp32 .tflite, its
-    depth-wise convolutions in `implementation` (default: the form exports use)."""
+def layer_tflite(layer, shape, path, implementation=None, quantize="none", float_ops=()):
+    """Writes `layer` alone (a copy with the same config and weights) as a .tflite (fp32, or
+    `quantize` calibrated on 16 random inputs, keeping `float_ops` in float), its depth-wise
+    convolutions in `implementation` (default: the form exports use)."""
     implementation = implementation or export.DEPTHWISE_FORM
     clone = type(layer).from_config(layer.get_config())
     clone.build(shape)
@@ -109,7 +114,8 @@ def layer_tflite(layer, shape, path, implementation=None):
             input_signature=[tf.TensorSpec(shape, tf.float32, name="frames")],
         )
         archive.write_out(tmp, verbose=False)
-        Path(path).write_bytes(convert_to_tflite(tmp))
+        samples = np.random.default_rng(0).normal(size=(16, *shape[1:])).astype(np.float32)
+        Path(path).write_bytes(convert_to_tflite(tmp, quantize, samples, float_ops))
     return path
 
 
@@ -216,6 +222,37 @@ def depthwise_forms(width, size, threads, runs, max_seconds, workdir):
     return rows
 
 
+def mixer_layouts(widths, size, threads, runs, max_seconds, workdir):
+    """One STLMixerBlock on (1, size, size, width) in float32 and in int8 (GELU and MUL kept in
+    float, as STLight exports it), traced whole and in kerastp's float TFLite layout
+    (`stl_mixer.export_layout`), and with its channel groups alone where the layout also
+    splits the point-wise convolution."""
+    from kerastp.layers import stl_mixer
+    from kerastp.models.stlight import STLight
+
+    rows = []
+    for width in widths:
+        shape = (1, size, size, width)
+        block = stl_mixer.STLMixerBlock(width)
+        block.build(shape)
+        groups, chunks = stl_mixer.export_layout(width)
+        layouts = [("whole", (1, 1))]
+        if chunks > 1:
+            layouts.append(("channel groups only", (groups, 1)))
+        layouts.append(("exported (float TFLite)", (groups, chunks)))
+        for name, layout in layouts:
+            row = {"width": width, "layout": name, "groups": layout[0], "chunks": layout[1]}
+            for kind in ("none", "int8"):
+                path = workdir / f"mixer_{width}_{len(rows)}_{kind}.tflite"
+                with stl_mixer.using_float_tflite_layout(layout=layout):
+                    layer_tflite(block, shape, path, quantize=kind,
+                                 float_ops=STLight.int8_float_ops)  # fmt: skip
+                ms = time_tflite(path, shape, threads, runs, max_seconds)
+                row["ms" if kind == "none" else "int8_ms"] = {str(n): ms[n] for n in threads}
+            rows.append(row)
+    return rows
+
+
 def matmul_rate(width, size, threads, runs, max_seconds, workdir):
     """GMAC/s of a 1x1 convolution width -> width on (1, size, size, width): the ceiling."""
     layer = keras.layers.Conv2D(width, 1)
@@ -255,6 +292,33 @@ def markdown(payload):
             ms = " / ".join(f"{row['ms'][str(n)]:.2f}" for n in threads)
             rate = " / ".join(f"{row['macs'] / row['ms'][str(n)] / 1e6:.1f}" for n in threads)
             lines.append(f"| {row['form']} | {', '.join(row['ops'])} | {ms} | {rate} |")
+        lines.append("")
+    if payload.get("mixer_layouts"):
+        lines += [
+            "**One STLight mixer block** on (1, 32, 32, d), traced whole and in the layout "
+            "kerastp's float TFLite exports use (`kerastp.layers.stl_mixer.export_layout`): the "
+            "depth-wise branch in channel groups of at most 200 channels (a 25-tap band's "
+            "weights, 20 KB, then stay in L1 while XNNPACK's depth-wise kernel reloads them for "
+            "every output pixel), and the point-wise convolution in output-channel chunks for "
+            "the widths in `EXPORT_POINTWISE_CHUNKS`. Same products and sums per channel. int8: "
+            "GELU and MUL in float, as STLight's int8 exports:",
+            "",
+            "| d | layout | channel groups | point-wise chunks | fp32 ms | x whole | int8 ms "
+            "| x whole |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        whole = {}
+        for row in payload["mixer_layouts"]:
+            cells = []
+            for key in ("ms", "int8_ms"):
+                ms = [row[key][str(n)] for n in threads]
+                base = whole.setdefault((row["width"], key), ms)
+                ratio = " / ".join(f"{a / b:.2f}" for a, b in zip(ms, base, strict=True))
+                cells += [" / ".join(f"{v:.2f}" for v in ms), ratio]
+            lines.append(
+                f"| {row['width']} | {row['layout']} | {row['groups']} | {row['chunks']} | "
+                + " | ".join(cells) + " |"
+            )
         lines.append("")
     if payload.get("matmul"):
         m = payload["matmul"]
@@ -313,6 +377,8 @@ def main(argv=None):
         workdir = Path(tmp)
         payload["depthwise_forms"] = depthwise_forms(800, 32, args.threads, args.runs,
                                                      args.max_seconds, workdir)  # fmt: skip
+        payload["mixer_layouts"] = mixer_layouts((800, 1000, 1200, 1400), 32, args.threads,
+                                                 args.runs, args.max_seconds, workdir)  # fmt: skip
         payload["matmul"] = matmul_rate(800, 32, args.threads, args.runs, args.max_seconds,
                                         workdir)  # fmt: skip
         for preset in args.presets:

@@ -30,6 +30,7 @@ from kerastp.forecasters import (  # noqa: E402
     SIGNATURE_KEY,
 )
 from kerastp.layers.depthwise import using_depthwise_implementation  # noqa: E402
+from kerastp.layers.stl_mixer import using_float_tflite_layout  # noqa: E402
 from kerastp.precision import float32_model  # noqa: E402
 from kerastp.runs import DEFAULT_DATA_SCALE, RunRecord, sidecar_path  # noqa: E402
 from kerastp.saving import (  # noqa: E402
@@ -152,6 +153,28 @@ def export_keras(model, path, *, preset=None, data_scale=None, probe=None, train
     finally:
         remove(tmp_dir)
     return _sidecar(model, "keras", path, parity, preset, data_scale, None, training_backend)
+
+
+#: TFLite conversions whose SavedModel is traced in STLight's float layout
+#: (`kerastp.layers.stl_mixer.export_layout`; fp16 files run float32 kernels on CPUs); the
+#: integer conversions, which it did not make faster (benchmarks/results/tflite_ops.md), and
+#: the SavedModel export itself keep the plain graph.
+FLOAT_LAYOUT_QUANTIZATIONS = ("none", "fp16")
+
+
+def write_tflite_source(model, directory, quantize="none"):
+    """Writes the SavedModel that a TFLite conversion of `quantize` starts from (not verified:
+    `export_tflite` verifies the converted file).
+
+    Args:
+        model: a float32 kerastp `Forecaster` (`float32_model`).
+        directory: destination directory.
+        quantize: one of `QUANTIZATIONS`.
+    """
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"`quantize` must be one of {QUANTIZATIONS}, got quantize={quantize!r}")
+    with using_float_tflite_layout(quantize in FLOAT_LAYOUT_QUANTIZATIONS):
+        _write_saved_model(model, directory)
 
 
 def _write_saved_model(model, directory):
@@ -490,7 +513,7 @@ def export_tflite(
     batches = [probe[:1], probe] if len(probe) > 1 else [probe]
     tmp_dir = temporary_sibling(path)
     try:
-        _write_saved_model(model, tmp_dir / "saved_model")
+        write_tflite_source(model, tmp_dir / "saved_model", quantize)
         content = convert_to_tflite(
             tmp_dir / "saved_model", quantize, representative_data, float_ops, float_layers
         )

@@ -341,7 +341,11 @@ def test_windowed_training_streams_are_the_same_on_tensorflow_and_jax(tmp_path, 
 
 
 @pytest.mark.parametrize(
-    "backend", ["jax", pytest.param("torch", marks=[pytest.mark.slow, pytest.mark.torch_backend])]
+    "backend",
+    [
+        pytest.param("jax", marks=pytest.mark.slow),  # 28 s: the slow CI step runs it
+        pytest.param("torch", marks=[pytest.mark.slow, pytest.mark.torch_backend]),
+    ],
 )
 def test_cli_trains_on_another_backend_and_tensorflow_reloads_the_run(tmp_path, backend):
     import importlib.util

@@ -48,6 +48,7 @@ def test_shift_matches_keras_values_and_gradients_on_tensorflow(kernel, dilation
         np.testing.assert_allclose(a, b, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_shift_matches_keras_values_and_gradients_on_jax():
     pytest.importorskip("jax")
     script = textwrap.dedent(

@@ -249,3 +249,101 @@ def test_mac_counter_by_hand_on_a_small_model():
     # A rollout runs the network again: twice the frames, twice the MACs.
     long = STLight(2, 4, 8, 8, 1, hidden_dim=8, depth=1, patch_size=2)
     assert count_macs(long).macs == 2 * report.macs
+
+
+# ---------------------------------------------------------------- exported layout
+
+
+def test_export_layout_groups_channels_and_chunks_measured_widths():
+    from kerastp.layers import stl_mixer
+
+    assert stl_mixer.export_layout(64) == (1, 1)  # tiny: the plain block
+    assert stl_mixer.export_layout(512) == (3, 1)  # groups of at most 200 channels
+    assert stl_mixer.export_layout(800) == (4, 1)
+    assert stl_mixer.export_layout(1000) == (5, 2)
+    # At most 5 groups: XNNPACK delegates no wider CONCATENATION.
+    assert stl_mixer.export_layout(1200) == (stl_mixer.MAX_EXPORT_GROUPS, 2)
+    assert stl_mixer.export_layout(1400) == (stl_mixer.MAX_EXPORT_GROUPS, 1)
+    assert stl_mixer._slices(10, 3) == [(0, 3), (3, 6), (6, 10)]
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_exported_layout_is_the_same_block(monkeypatch, training):
+    """In a float TFLite export's trace the block runs in channel groups and point-wise
+    chunks, and computes the same numbers; training never takes that path."""
+    import tensorflow as tf
+
+    from kerastp.layers import stl_mixer
+
+    monkeypatch.setattr(stl_mixer, "EXPORT_GROUP_CHANNELS", 4)
+    monkeypatch.setattr(stl_mixer, "EXPORT_POINTWISE_CHUNKS", {12: 2})
+    rng = np.random.default_rng(0)
+    block = STLMixerBlock(hidden_dim=12, kernel_size_1=3, kernel_size_2=5, dilation=2)
+    block.build((2, 9, 9, 12))
+    _randomise_batchnorm(block, rng)
+    for layer in (block.depthwise_1, block.depthwise_2, block.pointwise):
+        layer.bias.assign(rng.normal(size=layer.bias.shape).astype("float32"))
+    x = rng.normal(size=(2, 9, 9, 12)).astype(np.float32)
+    plain = keras.ops.convert_to_numpy(block(x, training=training))
+    assert block._export_layout() is None  # outside an export: the plain block
+    with stl_mixer.using_float_tflite_layout():
+        assert block._export_layout() == (3, 2)
+        graph = tf.function(lambda t: block(t, training=training)).get_concrete_function(
+            tf.TensorSpec(x.shape, tf.float32)
+        )
+        exported = graph(tf.constant(x)).numpy()
+    ops = {op.type for op in graph.graph.get_operations()}
+    assert ("ConcatV2" in ops) is (not training), ops
+    np.testing.assert_allclose(exported, plain, atol=1e-5)
+    if not training:
+        np.testing.assert_allclose(exported[0], _mixer(x[0].astype(np.float64), block), atol=1e-4)
+
+
+def test_exported_tflite_runs_grouped_layout_in_one_xnnpack_partition(tmp_path, monkeypatch):
+    from kerastp import export
+    from kerastp.layers import stl_mixer
+    from kerastp.lite import LiteForecaster, delegation
+
+    monkeypatch.setattr(stl_mixer, "EXPORT_GROUP_CHANNELS", 16)
+    monkeypatch.setattr(stl_mixer, "EXPORT_POINTWISE_CHUNKS", {64: 2})
+    model = registry.build_model("stlight_tiny", height=16, width=16, input_frames=4,
+                                 output_frames=4)  # fmt: skip
+    _randomise_batchnorm(model, np.random.default_rng(1))
+    sidecar = export.export_tflite(model, tmp_path / "grouped.tflite")
+    assert sidecar["parity"]["passed"], sidecar["parity"]
+    assert not stl_mixer._float_tflite_layout["active"]  # restored after the trace
+    lite = LiteForecaster(tmp_path / "grouped.tflite")
+    assert "CONCATENATION" in lite.ops, lite.ops
+    lite.predict(export.probe_batch(model, batch_size=1))  # XNNPACK applies on allocation
+    placed = delegation(lite.interpreter)
+    assert placed["partitions"] == 1 and not placed["fallback_ops"], placed
+    # Integer files keep the plain graph (the grouped one ran slower in int8).
+    export.export_tflite(model, tmp_path / "dynamic.tflite", quantize="dynamic")
+    assert "CONCATENATION" not in LiteForecaster(tmp_path / "dynamic.tflite").ops
+
+
+def test_grouped_layout_follows_the_depthwise_form():
+    """The grouped branch computes each depth-wise convolution in the form the layer itself
+    would use (Keras' form wraps a dilated one in SpaceToBatchND; the native one does not)."""
+    import tensorflow as tf
+
+    from kerastp.layers import stl_mixer
+    from kerastp.layers.depthwise import using_depthwise_implementation
+
+    block = STLMixerBlock(hidden_dim=8, kernel_size_2=3, dilation=2)
+    block.build((1, 8, 8, 8))
+    spec = tf.TensorSpec((1, 8, 8, 8), tf.float32)
+    for form, wrapped in (("keras", True), ("native", False)):
+        with using_depthwise_implementation(form), stl_mixer.using_float_tflite_layout(
+            layout=(2, 2)
+        ):
+            graph = tf.function(lambda t: block(t, training=False)).get_concrete_function(spec)
+        ops = [op.type for op in graph.graph.get_operations()]
+        assert ("SpaceToBatchND" in ops) is wrapped, (form, sorted(set(ops)))
+        assert ops.count("DepthwiseConv2dNative") >= 4, (form, ops)  # 2 convs x 2 groups
+    with pytest.raises(ValueError, match="stride 1"):
+        from kerastp.layers.depthwise import DepthwiseConv2D
+
+        strided = DepthwiseConv2D(3, strides=2)
+        strided.build((1, 8, 8, 4))
+        strided.call_channels(np.zeros((1, 8, 8, 2), "float32"), 0, 2)

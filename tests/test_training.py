@@ -173,6 +173,7 @@ def test_a_fresh_process_loads_every_model(tmp_path):
     assert json.loads(result.stdout.strip().splitlines()[-1]) == expected
 
 
+@pytest.mark.slow
 def test_radar_training_scores_model_and_persistence(tmp_path):
     from kerastp.data import radar
 

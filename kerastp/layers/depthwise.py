@@ -287,6 +287,26 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
             return None  # TensorFlow only; small and undilated, Keras' form is the same op
         return None if name == "keras" else name
 
+    def call_channels(self, inputs, start, stop):
+        """This layer on channels `start:stop` alone (`inputs` holds just those channels): the
+        same per-channel products, in the form `call` would use.
+
+        Raises:
+            ValueError: a stride or depth multiplier other than 1 (channels then mix).
+        """
+        if self.depth_multiplier != 1 or tuple(self.strides) != (1, 1):
+            raise ValueError(
+                "call_channels needs stride 1 and depth multiplier 1, got "
+                f"strides={tuple(self.strides)}, depth_multiplier={self.depth_multiplier}"
+            )
+        name = self._alternative() or "keras"
+        kernel = self.kernel[:, :, start:stop]
+        kernel = kernel if name == "shift" else ops.cast(kernel, inputs.dtype)
+        outputs = depthwise_conv(inputs, kernel, self.dilation_rate, self.padding, name)
+        if self.use_bias:
+            outputs = ops.add(outputs, ops.cast(self.bias[start:stop], outputs.dtype))
+        return outputs if self.activation is None else self.activation(outputs)
+
     def call(self, inputs):
         name = self._alternative()
         if name is None:

@@ -85,9 +85,11 @@ class SpatioTemporalLSTMCell(keras.layers.Layer):
         return x if self.norms is None else self.norms[name](x)
 
     def call(self, inputs, h, c, m):
-        i_x, f_x, g_x, i_xm, f_xm, g_xm, o_x = ops.split(
-            self._conv("x", self.conv_x, inputs), 7, axis=-1
-        )
+        # Seven slices, not `ops.split`: XNNPACK delegates splits into at most 4 parts, and a
+        # 7-way SPLIT ran on LiteRT's kernels, cutting predrnn_tiny's graph into 32 partitions.
+        x_gates = self._conv("x", self.conv_x, inputs)
+        f = self.filters
+        i_x, f_x, g_x, i_xm, f_xm, g_xm, o_x = (x_gates[..., k * f : (k + 1) * f] for k in range(7))
         i_h, f_h, g_h, o_h = ops.split(self._conv("h", self.conv_h, h), 4, axis=-1)
         i_m, f_m, g_m = ops.split(self._conv("m", self.conv_m, m), 3, axis=-1)
 

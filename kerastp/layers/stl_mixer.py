@@ -1,5 +1,6 @@
 """STLight's mixer block: a residual depth-wise branch followed by a point-wise mixer."""
 
+import contextlib
 import math
 
 import keras
@@ -7,6 +8,62 @@ from keras import ops
 
 from kerastp.layers.depthwise import DepthwiseConv2D
 from kerastp.validation import positive_ints
+
+#: The graph a float TFLite export traces (`using_float_tflite_layout`) computes the block's
+#: depth-wise branch in channel groups of at most this many channels, and concatenates them
+#: before the point-wise convolution. XNNPACK's depth-wise kernels reload every tap's weights
+#: for each output pixel: a 25-tap band over 800 channels holds 80 KB of weights, streamed
+#: from L2; over 200 channels, 20 KB, within L1. The same products and sums per channel, so
+#: the exported numbers do not change. `benchmarks/results/tflite_ops.md` times one block
+#: whole and grouped: float32 0.76-0.95x of whole (d = 800 to 1400), int8 0.92-1.08x, so
+#: integer files keep the plain graph, as does TensorFlow's own SavedModel (the layout is
+#: for XNNPACK's kernels).
+EXPORT_GROUP_CHANNELS = 200
+#: XNNPACK delegates a CONCATENATION of at most 5 inputs (a 7-input one ran on LiteRT's own
+#: kernels and cut the graph into 5 partitions, `kerastp.lite.delegation`).
+MAX_EXPORT_GROUPS = 5
+#: Widths whose exported point-wise convolution runs faster as this many output-channel
+#: chunks: XNNPACK's GEMM ran (1024, d) x (d, d) at ~100 GMAC/s for d = 1000 and 1200 and
+#: ~122 as two chunks, while d = 800 and 1400 ran at ~125 whole and no faster split
+#: (one run each on this project's 2-core AMD EPYC, LiteRT 2.3.0; the block-level effect is in
+#: tflite_ops.md's "channel groups only" rows).
+EXPORT_POINTWISE_CHUNKS = {1000: 2, 1200: 2}
+
+
+_float_tflite_layout = {"active": False, "layout": None}
+
+
+@contextlib.contextmanager
+def using_float_tflite_layout(active=True, layout=None):
+    """Within the block, mixer blocks traced for inference on TensorFlow use `export_layout`.
+
+    Args:
+        active: bool, whether the layout applies (False: the plain block).
+        layout: (channel groups, point-wise chunks) for every block instead of
+            `export_layout` (benchmarks/tflite_ops.py times the layouts side by side).
+
+    `kerastp.export` enters it while it traces the SavedModel a float32 / fp16 TFLite file is
+    converted from; TensorFlow's own SavedModel and the integer TFLite files keep the plain
+    graph (see `EXPORT_GROUP_CHANNELS`).
+    """
+    previous = dict(_float_tflite_layout)
+    _float_tflite_layout.update(active=bool(active), layout=layout)
+    try:
+        yield
+    finally:
+        _float_tflite_layout.update(previous)
+
+
+def export_layout(hidden_dim):
+    """(channel groups of the depth-wise branch, point-wise chunks) in the exported graph."""
+    groups = min(MAX_EXPORT_GROUPS, math.ceil(hidden_dim / EXPORT_GROUP_CHANNELS))
+    return groups, EXPORT_POINTWISE_CHUNKS.get(hidden_dim, 1)
+
+
+def _slices(size, parts):
+    """`parts` contiguous (start, stop) ranges covering range(size), sizes within one."""
+    edges = [size * i // parts for i in range(parts + 1)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
 
 
 def he_normal_fan_out(fan_out, seed=None):
@@ -36,6 +93,11 @@ class STLMixerBlock(keras.layers.Layer):
 
     GELU is the exact (erf) form. Convolutions are He-normal initialised with PyTorch's
     fan-out convention, biases zero.
+
+    A float32 / fp16 TFLite export traces the same computation in `export_layout`: the
+    depth-wise branch in channel groups, the point-wise convolution in output-channel chunks
+    where that was measured faster (`using_float_tflite_layout`; the weights are sliced, not
+    copied into new variables).
 
     Args:
         hidden_dim: int, the channel width `d`.
@@ -112,7 +174,64 @@ class STLMixerBlock(keras.layers.Layer):
         self.pointwise.build(input_shape)
         self.pointwise_norm.build(input_shape)
 
+    def _export_layout(self):
+        """`export_layout` while a float TFLite export traces this block, else None."""
+        if (
+            not _float_tflite_layout["active"]
+            or keras.backend.backend() != "tensorflow"
+            or keras.backend.standardize_dtype(self.compute_dtype) != "float32"
+        ):
+            return None
+        layout = _float_tflite_layout["layout"] or export_layout(self.hidden_dim)
+        return None if tuple(layout) == (1, 1) else tuple(layout)
+
+    @staticmethod
+    def _norm_channels(layer, inputs, start, stop):
+        """BatchNorm `layer` in inference on channels `start:stop` (Keras' computation)."""
+
+        def part(variable):
+            return ops.cast(variable[start:stop], inputs.dtype)
+
+        return ops.batch_normalization(
+            inputs,
+            part(layer.moving_mean),
+            part(layer.moving_variance),
+            axis=layer.axis,
+            offset=part(layer.beta) if layer.center else None,
+            scale=part(layer.gamma) if layer.scale else None,
+            epsilon=layer.epsilon,
+        )
+
+    def _grouped_call(self, inputs, groups, chunks):
+        """Inference in the exported layout (`export_layout`): the same computation, with
+        the depth-wise branch in channel groups and the point-wise convolution in
+        output-channel chunks."""
+        parts = []
+        for start, stop in _slices(self.hidden_dim, groups):
+            x = inputs[..., start:stop]
+            branch = self.depthwise_1.call_channels(x, start, stop)
+            branch = self.depthwise_2.call_channels(branch, start, stop)
+            branch = ops.gelu(branch, approximate=False)
+            parts.append(ops.add(x, self._norm_channels(self.depthwise_norm, branch, start, stop)))
+        x = parts[0] if groups == 1 else ops.concatenate(parts, axis=-1)
+        if chunks == 1:
+            x = self.pointwise(x)
+        else:
+            kernel = ops.cast(self.pointwise.kernel, x.dtype)
+            bias = ops.cast(self.pointwise.bias, x.dtype)
+            x = ops.concatenate(
+                [
+                    ops.add(ops.conv(x, kernel[..., start:stop], 1, "valid"), bias[start:stop])
+                    for start, stop in _slices(self.hidden_dim, chunks)
+                ],
+                axis=-1,
+            )
+        return self.pointwise_norm(ops.gelu(x, approximate=False), training=False)
+
     def call(self, inputs, training=None):
+        layout = None if training else self._export_layout()
+        if layout is not None:
+            return self._grouped_call(inputs, *layout)
         branch = self.depthwise_2(self.depthwise_1(inputs))
         branch = self.depthwise_norm(ops.gelu(branch, approximate=False), training=training)
         x = ops.add(inputs, branch)

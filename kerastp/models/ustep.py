@@ -101,6 +101,13 @@ class USTEP(Forecaster):
         list follows kerastp's SPEC §3.
     """
 
+    #: Operator types XNNPACK does not run in int8: each falls back to LiteRT's kernels and
+    #: cuts the delegated graph (ustep_tiny: 76 partitions, `kerastp.lite.delegation`), and
+    #: the int8 file ran at 1.00 / 1.27x its fp32 latency (1 / 2 threads). Kept in float they
+    #: stay delegated, with QUANTIZE / DEQUANTIZE around them (34 partitions): 0.74 / 0.74x
+    #: fp32 at the same +3.2% held-out MSE (benchmarks/results/int8.md, radar-trained).
+    int8_float_ops = ("GELU", "RSQRT", "SOFTMAX", "BATCH_MATMUL", "SQUARED_DIFFERENCE")
+
     @property
     def int8_float_layers(self):
         """The first encoder layer (GroupNorm of the raw frames) and the last decoder layer
