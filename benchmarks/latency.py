@@ -3,7 +3,10 @@
 For each preset: Keras eager, Keras with XLA (`jit_compile=True`), the SavedModel signature,
 TFLite fp32 / fp16 / dynamic-range / full int8 under LiteRT at each thread count, and ONNX
 Runtime (CPU) on the tf2onnx conversion of the same model, the peer a user would pick instead.
-Each figure is the median of timed forecasts after warm-up (`kerastp.bench.time_forecasts`).
+Each figure is the median of timed forecasts after warm-up (`kerastp.bench.time_forecasts`);
+a preset's LiteRT and ONNX Runtime files are timed interleaved, in 4 rounds of alternating
+blocks (`kerastp.bench.time_interleaved`), so that drift on a shared machine falls on every
+file of the row alike.
 The weights are the presets' initial ones (latency does not depend on their values); int8 is
 calibrated on 16 training sequences of procedural Moving MNIST and keeps in float what the
 model names (`Forecaster.int8_float_ops` / `int8_float_layers`), as `kerastp export` does.
@@ -56,8 +59,8 @@ def bench_preset(preset, threads, runs, max_seconds, workdir, log):
     timing = {"warmup": 3, "runs": runs, "max_seconds": max_seconds}
     rows = []
 
-    def record(runtime, forecast, threads=None, size=None, note=None):
-        stats = bench.time_forecasts(forecast, past, **timing)
+    def record(runtime, forecast=None, threads=None, size=None, note=None, stats=None):
+        stats = stats or bench.time_forecasts(forecast, past, **timing)
         rows.append(
             {
                 "preset": preset,
@@ -77,9 +80,12 @@ def bench_preset(preset, threads, runs, max_seconds, workdir, log):
     saved_model = Path(workdir) / preset / "saved_model"
     export.export_saved_model(model, saved_model, preset=preset, probe=past)
     record("saved_model", bench.saved_model_forecaster(saved_model), size=_size(saved_model))
-    calibration = get_source("procedural").calibration_samples(model, 16)
+    # LiteRT and ONNX Runtime: timed interleaved (`bench.time_interleaved`), so the ratios
+    # within a row do not depend on when in the run each file was timed.
+    candidates = {}
     float_source = Path(workdir) / preset / "tflite_float_source"  # as `kerastp export` traces
     export.write_tflite_source(export.float32_model(model), float_source, "none")
+    calibration = get_source("procedural").calibration_samples(model, 16)
     for kind in TFLITE_KINDS:
         source = float_source if kind in export.FLOAT_LAYOUT_QUANTIZATIONS else saved_model
         path = Path(workdir) / preset / f"{kind}.tflite"
@@ -90,11 +96,14 @@ def bench_preset(preset, threads, runs, max_seconds, workdir, log):
         path.write_bytes(content)
         for n in threads:
             try:
-                record(runtime, bench.tflite_forecaster(path, n), threads=n, size=_size(path))
+                forecast = bench.tflite_forecaster(path, n)
+                forecast(past)
             except RuntimeError as error:  # a conversion LiteRT cannot run (e.g. int8 DIV)
                 rows.append({"preset": preset, "runtime": runtime, "threads": n,
                              "error": str(error)[:300]})  # fmt: skip
                 log(f"  {runtime} does not run: {error}")
+            else:
+                candidates[(runtime, n)] = (forecast, _size(path))
     try:
         onnx_path = bench.convert_to_onnx(model, Path(workdir) / preset / "model.onnx")
     except Exception as error:  # noqa: BLE001 - any converter failure is reported, not fatal
@@ -102,8 +111,12 @@ def bench_preset(preset, threads, runs, max_seconds, workdir, log):
         log(f"  onnxruntime unavailable: {error}")
     else:
         for n in threads:
-            record("onnxruntime", bench.onnx_forecaster(onnx_path, n), threads=n,
-                   size=_size(onnx_path))  # fmt: skip
+            candidates[("onnxruntime", n)] = (bench.onnx_forecaster(onnx_path, n),
+                                              _size(onnx_path))  # fmt: skip
+    timed = bench.time_interleaved({key: f for key, (f, _) in candidates.items()}, past,
+                                   **timing)  # fmt: skip
+    for (runtime, n), (_, size) in candidates.items():
+        record(runtime, threads=n, size=size, stats=timed[(runtime, n)])
     return rows
 
 
@@ -118,7 +131,9 @@ def markdown(payload):
         f"{m['cpu']}, "
         f"{m['cores']} cores; TensorFlow {m['versions']['tensorflow']}, LiteRT "
         f"{m['versions']['ai_edge_litert']}, ONNX Runtime {m['versions']['onnxruntime']}. "
-        "Keras and SavedModel use TensorFlow's default thread pool (all cores). GMAC/s: "
+        "Keras and SavedModel use TensorFlow's default thread pool (all cores). A preset's "
+        "LiteRT and ONNX Runtime files are timed interleaved (4 rounds of alternating blocks, "
+        "each with its warm-up runs). GMAC/s: "
         "multiply-accumulates of one forecast over the median latency (1 MAC = 2 FLOPs).",
         "",
         "| preset | GMACs | runtime | threads | median ms | p90 ms | GMAC/s | size |",
@@ -167,6 +182,16 @@ def compact(payload):
     return "\n".join(lines) + "\n"
 
 
+def report(payload):
+    """latency.md: the header, the per-preset summary, then every row."""
+    return markdown(payload).replace(
+        "\n\n",
+        "\n\nSummary, median ms (LiteRT and ONNX Runtime: 1 / "
+        "2 threads):\n\n" + compact(payload) + "\nAll rows:\n\n",
+        1,
+    )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", choices=sorted(registry.PRESETS),
@@ -213,12 +238,7 @@ def main(argv=None):
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out.with_suffix(".json"), payload)
-    table = markdown(payload).replace(
-        "\n\n",
-        "\n\nSummary, median ms (LiteRT and ONNX Runtime: 1 / "
-        "2 threads):\n\n" + compact(payload) + "\nAll rows:\n\n",
-        1,
-    )
+    table = report(payload)
     tmp = out.with_suffix(".md.tmp")
     tmp.write_text(table)
     os.replace(tmp, out.with_suffix(".md"))

@@ -61,6 +61,10 @@ def time_forecasts(forecast, past, *, warmup=3, runs=20, min_runs=5, max_seconds
         elapsed = time.perf_counter() - start
         times.append(elapsed * 1e3)
         spent += elapsed
+    return _stats(times, warmup)
+
+
+def _stats(times, warmup):
     ordered = sorted(times)
     return {
         "median_ms": statistics.median(times),
@@ -70,6 +74,43 @@ def time_forecasts(forecast, past, *, warmup=3, runs=20, min_runs=5, max_seconds
         "runs": len(times),
         "warmup": warmup,
     }
+
+
+def time_interleaved(forecasts, past, *, warmup=3, runs=20, rounds=4, max_seconds=30.0):
+    """Times several forecast functions in alternating blocks, so that a shared machine's
+    drift (another process, a frequency change) falls on all of them alike.
+
+    Each of `rounds` rounds gives every function `warmup` untimed calls, then its share of
+    `runs` timed calls (fewer once it has spent `max_seconds` of timed wall time in all, but
+    at least one per round).
+
+    Args:
+        forecasts: {key: callable}, as `time_forecasts` takes.
+        past: the input batch.
+        warmup, runs, max_seconds: per function, as in `time_forecasts`.
+        rounds: int, blocks per function.
+
+    Returns:
+        {key: the `time_forecasts` statistics, plus `rounds`}.
+    """
+    _check_timing(warmup, runs, max_seconds)
+    rounds = positive_int("rounds", rounds)
+    per_round = -(-runs // rounds)
+    times = {key: [] for key in forecasts}
+    spent = dict.fromkeys(forecasts, 0.0)
+    for _ in range(rounds):
+        for key, forecast in forecasts.items():
+            for _ in range(warmup):
+                np.asarray(forecast(past))
+            for i in range(per_round):
+                if len(times[key]) >= runs or (i and spent[key] >= max_seconds):
+                    break
+                start = time.perf_counter()
+                np.asarray(forecast(past))
+                elapsed = time.perf_counter() - start
+                times[key].append(elapsed * 1e3)
+                spent[key] += elapsed
+    return {key: {**_stats(times[key], warmup), "rounds": rounds} for key in forecasts}
 
 
 def keras_forecaster(model, jit_compile=False):

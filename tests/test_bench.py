@@ -38,6 +38,37 @@ def test_timing_loop_counts_runs_and_respects_the_budget(monkeypatch):
         bench.time_forecasts(clock, 0, warmup=-1)
 
 
+
+def test_interleaved_timing_alternates_blocks_and_respects_the_budget(monkeypatch):
+    """Each round gives every function its warm-up and its share of the runs, in turn."""
+    import time as time_module
+
+    now = {"t": 0.0}
+    calls = []
+
+    def forecaster(name, seconds):
+        def forecast(past):
+            calls.append(name)
+            now["t"] += seconds
+            return past
+
+        return forecast
+
+    monkeypatch.setattr(time_module, "perf_counter", lambda: now["t"])
+    funcs = {"a": forecaster("a", 0.010), "b": forecaster("b", 0.020)}
+    stats = bench.time_interleaved(funcs, np.zeros(2), warmup=1, runs=6, rounds=3,
+                                   max_seconds=100)  # fmt: skip
+    assert calls == (["a"] * 3 + ["b"] * 3) * 3  # 1 warm-up + 2 timed, per round
+    assert stats["a"]["runs"] == stats["b"]["runs"] == 6 and stats["b"]["rounds"] == 3
+    assert stats["a"]["median_ms"] == pytest.approx(10.0)
+    assert stats["b"]["median_ms"] == pytest.approx(20.0)
+    # A 30 ms budget stops "b" after two timed calls, but each round still times one.
+    calls.clear()
+    stats = bench.time_interleaved(funcs, 0, warmup=0, runs=30, rounds=3, max_seconds=0.03)
+    assert stats["a"]["runs"] == 3 + 1 + 1 and stats["b"]["runs"] == 2 + 1 + 1
+    with pytest.raises(ValueError, match="rounds"):
+        bench.time_interleaved(funcs, 0, rounds=0)
+
 def test_every_runtime_forecasts_the_same(tmp_path):
     model = registry.build_model("convlstm_tiny", output_frames=3)
     past = export.probe_batch(model, batch_size=2, seed=1)
