@@ -37,14 +37,14 @@ _float_tflite_layout = {"active": False, "layout": None}
 def using_float_tflite_layout(active=True, layout=None):
     """Within the block, mixer blocks traced for inference on TensorFlow use `export_layout`.
 
+    `kerastp.export` enters it while it traces the SavedModel a float32 / fp16 TFLite file is
+    converted from; TensorFlow's own SavedModel and the integer TFLite files keep the plain
+    graph (see `EXPORT_GROUP_CHANNELS`).
+
     Args:
         active: bool, whether the layout applies (False: the plain block).
         layout: (channel groups, point-wise chunks) for every block instead of
             `export_layout` (benchmarks/tflite_ops.py times the layouts side by side).
-
-    `kerastp.export` enters it while it traces the SavedModel a float32 / fp16 TFLite file is
-    converted from; TensorFlow's own SavedModel and the integer TFLite files keep the plain
-    graph (see `EXPORT_GROUP_CHANNELS`).
     """
     previous = dict(_float_tflite_layout)
     _float_tflite_layout.update(active=bool(active), layout=layout)
