@@ -69,6 +69,12 @@ def cmd_list(args):
                 f"{'':<32}(+{fmt(row['paper_unused_params'])} declared but unused in the "
                 f"reference code = {fmt(row['params'] + row['paper_unused_params'])})"
             )
+        if row["paper_zero_state_macs"]:
+            total = row["fvcore_macs"] + row["paper_zero_state_macs"]
+            print(
+                f"{'':<32}(+{fmt(row['paper_zero_state_macs'])} MACs on the zero first state "
+                f"in the reference code = {fmt(total)})"
+            )
     print(
         "\nMACs (all): multiply-accumulates of every layer for one 10-frame forecast.\n"
         "MACs (fvcore): the papers' convention (fvcore on the PyTorch twin: counts norms, and\n"

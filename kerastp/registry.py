@@ -189,12 +189,15 @@ PRESETS = {
         "training": {"max_learning_rate": 1e-3, **_OPENSTL_TRAINING},
         # OpenSTL's ConvLSTMCell also declares conv_o (2h -> h, 5x5) and conv_last
         # (2h -> h, 1x1) that its forward never calls: 851,968 parameters per layer that
-        # its 15.08M counts and kerastp does not create.
+        # its 15.08M counts and kerastp does not create. At the first step OpenSTL also
+        # convolves the zero hidden state of each layer (h -> 4h, 5x5, 16 x 16), which
+        # kerastp skips.
         "paper": {
             "params": 15.0e6,
             "flops": 56.8e9,
             "mse": 29.80,
             "openstl_unused_params": 4 * (256 * 128 * 25 + 256 * 128),
+            "openstl_zero_state_macs": 4 * 256 * 25 * 128 * 512,
         },
     },
     "predrnn_tiny": {
@@ -213,7 +216,14 @@ PRESETS = {
         "config": {**_MMNIST, **_OPENSTL_RECURRENT},
         "data": "moving_mnist",
         "training": {"max_learning_rate": 5e-4, **_OPENSTL_TRAINING},
-        "paper": {"params": 23.8e6, "flops": 116.0e9, "mse": 23.97},
+        # At the first step OpenSTL convolves zero states that kerastp skips: every layer's
+        # hidden state (h -> 4h) and the bottom layer's spatio-temporal memory (m -> 3h).
+        "paper": {
+            "params": 23.8e6,
+            "flops": 116.0e9,
+            "mse": 23.97,
+            "openstl_zero_state_macs": 256 * 25 * 128 * (4 * 512 + 384),
+        },
     },
     "simvp_tiny": {
         "model": "simvp",
@@ -525,7 +535,9 @@ def preset_summary(name, recount=False):
         statistics), `macs` (every layer), `fvcore_macs` (the paper's counting convention),
         `paper_params` / `paper_flops` (None for presets without a paper figure), and
         `paper_unused_params`: parameters the reference implementation declares but never
-        uses, which its count includes and kerastp does not create (0 for most presets).
+        uses, which its count includes and kerastp does not create (0 for most presets), and
+        `paper_zero_state_macs`: MACs the reference spends convolving the zero initial state
+        of a recurrence, which its FLOPs include and kerastp skips (0 for most presets).
     """
     spec = get_preset(name)
     stored = _stored_counts().get(name)
@@ -542,4 +554,5 @@ def preset_summary(name, recount=False):
         "paper_params": paper.get("params"),
         "paper_flops": paper.get("flops"),
         "paper_unused_params": int(paper.get("openstl_unused_params", 0)),
+        "paper_zero_state_macs": int(paper.get("openstl_zero_state_macs", 0)),
     }

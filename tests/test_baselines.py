@@ -46,8 +46,12 @@ def test_parameters_and_flops_match_openstl(preset, paper_counts):
     params = summary["params"] + paper.get("openstl_unused_params", 0)
     assert params == pytest.approx(paper["params"], rel=0.02)
     assert params == pytest.approx(OPENSTL[preset][0], rel=0.001)
-    assert summary["fvcore_macs"] == pytest.approx(paper["flops"], rel=0.05)
-    assert summary["fvcore_macs"] == pytest.approx(OPENSTL[preset][1], rel=0.005)
+    # ConvLSTM and PredRNN: OpenSTL also convolves the zero state at the first step.
+    flops = summary["fvcore_macs"] + paper.get("openstl_zero_state_macs", 0)
+    zero_state = registry.preset_summary(preset)["paper_zero_state_macs"]
+    assert zero_state == paper.get("openstl_zero_state_macs", 0)
+    assert flops == pytest.approx(paper["flops"], rel=0.05)
+    assert flops == pytest.approx(OPENSTL[preset][1], rel=0.005)
 
 
 def test_exact_recurrent_counts(paper_counts):
@@ -57,8 +61,13 @@ def test_exact_recurrent_counts(paper_counts):
     used = (16 + 128) * 512 * 25 + 3 * (128 + 128) * 512 * 25 + 128 * 16
     assert conv_lstm["params"] == used == 11_675_648
     assert conv_lstm["params"] + unused == 15_083_520
-    # 19 steps (10 + 10 - 1) of every convolution at 16 x 16.
-    assert conv_lstm["macs"] == 19 * 256 * (used - 128 * 16) + 19 * 256 * 128 * 16
+    # 19 steps (10 + 10 - 1) of every convolution at 16 x 16, but the first step has no
+    # recurrent convolutions (its state is zero).
+    recurrent = 4 * 128 * 512 * 25
+    assert conv_lstm["macs"] == 19 * 256 * (used - 128 * 16) + 19 * 256 * 128 * 16 - 256 * recurrent
+    assert 256 * recurrent == registry.get_preset("convlstm_mmnist")["paper"][
+        "openstl_zero_state_macs"
+    ]
 
 
 def test_openstl_scheduled_sampling_schedule():
@@ -284,3 +293,31 @@ def test_tau_attention_keeps_pytorch_default_init():
         assert np.abs(kernel).max() > 0.8 / k
     kernel = np.asarray(block.lka_gate.kernel)  # 1x1, fan_in = dim
     assert 0.8 / 8 < np.abs(kernel).max() <= 1 / 8
+
+
+@pytest.mark.parametrize(("preset", "convs_per_step"), [("convlstm_tiny", 4), ("predrnn_tiny", 10)])
+def test_recurrent_tflite_runs_its_recurrence_in_one_xnnpack_partition(
+    preset, convs_per_step, tmp_path
+):
+    """The exported recurrence has no zero-state convolutions and nothing XNNPACK leaves to
+    LiteRT's kernels but the final stack of the forecast frames."""
+    from collections import Counter
+
+    from kerastp import export
+    from kerastp.lite import LiteForecaster, delegation
+
+    model = registry.build_model(preset, input_frames=4, output_frames=3)
+    sidecar = export.export_tflite(model, tmp_path / "model.tflite")
+    assert sidecar["parity"]["passed"], sidecar["parity"]
+    lite = LiteForecaster(tmp_path / "model.tflite")
+    lite.predict(export.probe_batch(model, batch_size=1))  # XNNPACK applies on allocation
+    placed = delegation(lite.interpreter)
+    assert placed["fallback_ops"] == {"PACK": 1}, placed
+    assert placed["partitions"] == 2, placed
+    details = lite.interpreter._get_ops_details()
+    convs = Counter(d["op_name"] for d in details)["CONV_2D"]
+    # 6 steps (4 + 3 - 1) of 2 layers; the first step has no recurrent convolutions (1 per
+    # ConvLSTM layer, conv_h; PredRNN: conv_h in both layers and the bottom layer's conv_m);
+    # one read-out per forecast frame.
+    skipped = 2 if preset == "convlstm_tiny" else 3
+    assert convs == 6 * convs_per_step - skipped + 3

@@ -355,6 +355,29 @@ def test_st_lstm_cell_layer_norm_and_config():
     assert clone.get_config() == config
 
 
+@pytest.mark.parametrize("layer_norm", [False, True])
+@pytest.mark.parametrize("cell_kind", ["conv_lstm", "st_lstm"])
+def test_none_state_equals_zero_state_bit_for_bit(cell_kind, layer_norm):
+    """A None state (the first step) skips the convolutions of zeros and gives exactly what a
+    zero state gives; with LayerNorm (whose offset makes a zero map non-zero) too."""
+    if cell_kind == "conv_lstm":
+        cell, (x, h, _) = _conv_lstm_case(layer_norm)
+        states = [h, h]  # (h, c)
+    else:
+        cell, (x, h, _, m) = _st_lstm_case(layer_norm)
+        states = [h, h, m]  # (h, c, m)
+    # Every combination of None and non-None states a recurrence meets (PredRNN's first
+    # step above the bottom layer has h = c = None but a real m).
+    for drop in ([0, 1], [0, 1, 2], [2])[: len(states) - 1]:
+        given = [None if k in drop else s for k, s in enumerate(states)]
+        zeros = [np.zeros_like(s) if k in drop else s for k, s in enumerate(states)]
+        got = [keras.ops.convert_to_numpy(t) for t in cell(x, *given)]
+        want = [keras.ops.convert_to_numpy(t) for t in cell(x, *zeros)]
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
+        assert np.abs(want[0]).sum() > 0.1
+
+
 # ---------------------------------------------------------------- GSTABlock / TAUBlock
 
 

@@ -57,6 +57,7 @@ def test_stored_counts_match_a_recount(paper_counts):
         assert summary["paper_params"] == paper.get("params")
         assert summary["paper_flops"] == paper.get("flops")
         assert summary["paper_unused_params"] == paper.get("openstl_unused_params", 0)
+        assert summary["paper_zero_state_macs"] == paper.get("openstl_zero_state_macs", 0)
         recount[name] = {
             "config": json.loads(json.dumps(registry.get_preset(name)["config"])),
             **{key: summary[key] for key in ("params", "total_params", "macs", "fvcore_macs")},

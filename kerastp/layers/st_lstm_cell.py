@@ -3,7 +3,12 @@
 import keras
 from keras import ops
 
-from kerastp.layers.conv_lstm_cell import conv_layer_norm, odd_kernel, recurrent_conv
+from kerastp.layers.conv_lstm_cell import (
+    conv_layer_norm,
+    odd_kernel,
+    recurrent_conv,
+    zero_if_none,
+)
 from kerastp.validation import positive_int
 
 
@@ -30,9 +35,12 @@ class SpatioTemporalLSTMCell(keras.layers.Layer):
 
     Call arguments:
         inputs: (B, H, W, C_in).
-        h: (B, H, W, filters) hidden state.
-        c: (B, H, W, filters) temporal memory.
-        m: (B, H, W, filters) spatio-temporal memory.
+        h: (B, H, W, filters) hidden state, or None for zeros (the first time step).
+        c: (B, H, W, filters) temporal memory, or None for zeros.
+        m: (B, H, W, filters) spatio-temporal memory, or None for zeros.
+
+    A None state skips the convolution and the products of zeros, with the same result as
+    zeros to the last bit.
 
     Returns:
         `(h', c', m')`.
@@ -90,17 +98,24 @@ class SpatioTemporalLSTMCell(keras.layers.Layer):
         x_gates = self._conv("x", self.conv_x, inputs)
         f = self.filters
         i_x, f_x, g_x, i_xm, f_xm, g_xm, o_x = (x_gates[..., k * f : (k + 1) * f] for k in range(7))
-        i_h, f_h, g_h, o_h = ops.split(self._conv("h", self.conv_h, h), 4, axis=-1)
-        i_m, f_m, g_m = ops.split(self._conv("m", self.conv_m, m), 3, axis=-1)
-
-        c_new = ops.sigmoid(f_x + f_h + self.forget_bias) * c + ops.sigmoid(i_x + i_h) * ops.tanh(
-            g_x + g_h
-        )
-        m_new = ops.sigmoid(f_xm + f_m + self.forget_bias) * m + ops.sigmoid(i_xm + i_m) * ops.tanh(
-            g_xm + g_m
-        )
+        if self.norms is not None:
+            # LayerNorm of a zero map is its offset, not zero: the state is made real.
+            h, c, m = (zero_if_none(state, x_gates, f) for state in (h, c, m))
+        # A None state is zero: its convolution (no bias) and products are skipped, exactly.
+        if h is not None:
+            i_h, f_h, g_h, o_h = ops.split(self._conv("h", self.conv_h, h), 4, axis=-1)
+            i_x, f_x, g_x, o_x = i_x + i_h, f_x + f_h, g_x + g_h, o_x + o_h
+        if m is not None:
+            i_m, f_m, g_m = ops.split(self._conv("m", self.conv_m, m), 3, axis=-1)
+            i_xm, f_xm, g_xm = i_xm + i_m, f_xm + f_m, g_xm + g_m
+        c_new = ops.sigmoid(i_x) * ops.tanh(g_x)
+        if c is not None:
+            c_new = ops.sigmoid(f_x + self.forget_bias) * c + c_new
+        m_new = ops.sigmoid(i_xm) * ops.tanh(g_xm)
+        if m is not None:
+            m_new = ops.sigmoid(f_xm + self.forget_bias) * m + m_new
         memory = ops.concatenate([c_new, m_new], axis=-1)
-        o = ops.sigmoid(o_x + o_h + self._conv("o", self.conv_o, memory))
+        o = ops.sigmoid(o_x + self._conv("o", self.conv_o, memory))
         h_new = o * ops.tanh(self.conv_last(memory))
         return h_new, c_new, m_new
 

@@ -51,8 +51,8 @@ class ConvLSTM(PatchRecurrentForecaster):
             for i, filters in enumerate(self.num_hidden)
         ]
 
-    def initial_state(self, batch_size):
-        return [(self.zeros(batch_size, n), self.zeros(batch_size, n)) for n in self.num_hidden]
+    def initial_state(self):
+        return [(None, None) for _ in self.num_hidden]
 
     def step(self, x, state, training=None):
         new_state = []

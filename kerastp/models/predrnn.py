@@ -67,9 +67,8 @@ class PredRNN(PatchRecurrentForecaster):
             for i, filters in enumerate(self.num_hidden)
         ]
 
-    def initial_state(self, batch_size):
-        layers = [(self.zeros(batch_size, n), self.zeros(batch_size, n)) for n in self.num_hidden]
-        return layers, self.zeros(batch_size, self.num_hidden[0])
+    def initial_state(self):
+        return [(None, None) for _ in self.num_hidden], None
 
     def step(self, x, state, training=None):
         layers, memory = state

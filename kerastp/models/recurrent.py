@@ -61,7 +61,7 @@ class PatchRecurrentForecaster(Forecaster):
       are added with `add_loss` (MSE, weight `(T_in - 1) / T_out`, so that the total is
       proportional to OpenSTL's loss) when `training=True`.
 
-    Subclasses create `self.cells` and implement `initial_state(batch)` and
+    Subclasses create `self.cells` and implement `initial_state()` and
     `step(x, state, training)`.
 
     Args:
@@ -151,8 +151,9 @@ class PatchRecurrentForecaster(Forecaster):
         """The list of recurrent cells, bottom to top."""
         raise NotImplementedError(f"{type(self).__name__} must implement `make_cells()`")
 
-    def initial_state(self, batch_size):
-        """The zero state for a batch."""
+    def initial_state(self):
+        """The state before the first step, with None for each (zero) tensor: the cells skip
+        the convolutions of a zero state, exactly."""
         raise NotImplementedError(f"{type(self).__name__} must implement `initial_state()`")
 
     def step(self, x, state, training=None):
@@ -171,11 +172,6 @@ class PatchRecurrentForecaster(Forecaster):
 
     #: Recurrent tensors per cell call besides the input: 2 (h, c) or 3 (h, c, m).
     cell_states = 2
-
-    def zeros(self, batch_size, filters):
-        return ops.zeros(
-            (batch_size, self.patch_height, self.patch_width, filters), dtype=self.compute_dtype
-        )
 
     def patchify(self, frames):
         """(B, T, H, W, C) -> (B, T, H/p, W/p, p*p*C), OpenSTL's `reshape_patch` order."""
@@ -270,12 +266,15 @@ class PatchRecurrentForecaster(Forecaster):
     def forward(self, window, training=None):
         frames = self.patchify(window)
         teacher = self._teacher if training else None
-        state = self.initial_state(ops.shape(window)[0])
+        state = self.initial_state()
         predictions = []
         prediction = None
+        step_shape = (-1, self.patch_height, self.patch_width, self.patch_channels)
         for t in range(self.input_frames + self.output_frames - 1):
             if t < self.input_frames:
-                x = frames[:, t]
+                # A slice that keeps its time axis, then a reshape: XNNPACK delegates both,
+                # where `frames[:, t]` (a 5-D slice dropping an axis) ran on LiteRT's kernels.
+                x = ops.reshape(frames[:, t : t + 1], step_shape)
             elif teacher is not None:
                 future, mask = teacher
                 keep = mask[:, t - self.input_frames][:, None, None, None]
