@@ -5,8 +5,9 @@ TFLite fp32 / fp16 / dynamic-range / full int8 under LiteRT at each thread count
 Runtime (CPU) on the tf2onnx conversion of the same model, the peer a user would pick instead.
 Each figure is the median of timed forecasts after warm-up (`kerastp.bench.time_forecasts`);
 a preset's LiteRT and ONNX Runtime files are timed interleaved, in 4 rounds of alternating
-blocks (`kerastp.bench.time_interleaved`), so that drift on a shared machine falls on every
-file of the row alike.
+blocks (each round starting at another file), so that drift on a shared machine falls on
+every file of the row alike, and in a fresh process without TensorFlow, as on a device
+(`kerastp.bench.time_files_interleaved`).
 The weights are the presets' initial ones (latency does not depend on their values); int8 is
 calibrated on 16 training sequences of procedural Moving MNIST and keeps in float what the
 model names (`Forecaster.int8_float_ops` / `int8_float_layers`), as `kerastp export` does.
@@ -43,6 +44,10 @@ DEFAULT_PRESETS = registry.list_presets(tiny=True) + registry.list_presets(
     tiny=False, model="stlight"
 )
 TFLITE_KINDS = ("none", "fp16", "dynamic", "int8")
+#: Interleaved rounds of the LiteRT and ONNX Runtime files (`bench.time_interleaved`). Many
+#: short blocks ran worse, not better: 10 rounds of 2 timed runs after 1 warm-up call
+#: doubled some 2-thread medians, as the second core idled between the blocks.
+ROUNDS = 4
 
 
 def _size(path):
@@ -52,7 +57,7 @@ def _size(path):
     return path.stat().st_size
 
 
-def bench_preset(preset, threads, runs, max_seconds, workdir, log):
+def bench_preset(preset, threads, runs, max_seconds, workdir, log, rounds=ROUNDS):
     model = registry.build_model(preset)
     macs = count_macs(model).macs
     past = export.probe_batch(model, batch_size=1, seed=0)
@@ -80,8 +85,9 @@ def bench_preset(preset, threads, runs, max_seconds, workdir, log):
     saved_model = Path(workdir) / preset / "saved_model"
     export.export_saved_model(model, saved_model, preset=preset, probe=past)
     record("saved_model", bench.saved_model_forecaster(saved_model), size=_size(saved_model))
-    # LiteRT and ONNX Runtime: timed interleaved (`bench.time_interleaved`), so the ratios
-    # within a row do not depend on when in the run each file was timed.
+    # LiteRT and ONNX Runtime: timed interleaved in a process without TensorFlow
+    # (`bench.time_files_interleaved`), so the ratios within a row depend neither on when in
+    # the run each file was timed nor on what TensorFlow left running in this process.
     candidates = {}
     float_source = Path(workdir) / preset / "tflite_float_source"  # as `kerastp export` traces
     export.write_tflite_source(export.float32_model(model), float_source, "none")
@@ -96,14 +102,13 @@ def bench_preset(preset, threads, runs, max_seconds, workdir, log):
         path.write_bytes(content)
         for n in threads:
             try:
-                forecast = bench.tflite_forecaster(path, n)
-                forecast(past)
+                bench.tflite_forecaster(path, n)(past)
             except RuntimeError as error:  # a conversion LiteRT cannot run (e.g. int8 DIV)
                 rows.append({"preset": preset, "runtime": runtime, "threads": n,
                              "error": str(error)[:300]})  # fmt: skip
                 log(f"  {runtime} does not run: {error}")
             else:
-                candidates[(runtime, n)] = (forecast, _size(path))
+                candidates[(runtime, n)] = (path, n)
     try:
         onnx_path = bench.convert_to_onnx(model, Path(workdir) / preset / "model.onnx")
     except Exception as error:  # noqa: BLE001 - any converter failure is reported, not fatal
@@ -111,12 +116,10 @@ def bench_preset(preset, threads, runs, max_seconds, workdir, log):
         log(f"  onnxruntime unavailable: {error}")
     else:
         for n in threads:
-            candidates[("onnxruntime", n)] = (bench.onnx_forecaster(onnx_path, n),
-                                              _size(onnx_path))  # fmt: skip
-    timed = bench.time_interleaved({key: f for key, (f, _) in candidates.items()}, past,
-                                   **timing)  # fmt: skip
-    for (runtime, n), (_, size) in candidates.items():
-        record(runtime, threads=n, size=size, stats=timed[(runtime, n)])
+            candidates[("onnxruntime", n)] = (onnx_path, n)
+    timed = bench.time_files_interleaved(candidates, past, rounds=rounds, **timing)
+    for (runtime, n), (path, _) in candidates.items():
+        record(runtime, threads=n, size=_size(path), stats=timed[(runtime, n)])
     return rows
 
 
@@ -132,8 +135,9 @@ def markdown(payload):
         f"{m['cores']} cores; TensorFlow {m['versions']['tensorflow']}, LiteRT "
         f"{m['versions']['ai_edge_litert']}, ONNX Runtime {m['versions']['onnxruntime']}. "
         "Keras and SavedModel use TensorFlow's default thread pool (all cores). A preset's "
-        "LiteRT and ONNX Runtime files are timed interleaved (4 rounds of alternating blocks, "
-        "each with its warm-up runs). GMAC/s: "
+        f"LiteRT and ONNX Runtime files are timed interleaved ({payload.get('rounds', 4)} "
+        "rounds of alternating blocks, each with its warm-up runs, each round starting at "
+        "another file) in a fresh process without TensorFlow. GMAC/s: "
         "multiply-accumulates of one forecast over the median latency (1 MAC = 2 FLOPs).",
         "",
         "| preset | GMACs | runtime | threads | median ms | p90 ms | GMAC/s | size |",
@@ -197,7 +201,7 @@ def main(argv=None):
     parser.add_argument("--presets", nargs="+", choices=sorted(registry.PRESETS),
                         default=DEFAULT_PRESETS)  # fmt: skip
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--max-seconds", type=float, default=10.0)
     parser.add_argument("--append", action="store_true", help="keep other presets' rows")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "latency"))
@@ -232,6 +236,7 @@ def main(argv=None):
         "runs": args.runs,
         "max_seconds": args.max_seconds,
         "timing_note": timing_note,
+        "rounds": ROUNDS,
         "threads": args.threads,
         "seconds": time.perf_counter() - start,
         "results": sorted(previous + results, key=lambda r: order[r["preset"]]),

@@ -11,11 +11,17 @@ Runtimes (`RUNTIMES`):
 
 `time_forecasts` is the one timing loop: warm-up calls first (tracing, compilation, allocator
 warm-up), then timed calls until `runs` are done or `max_seconds` have passed (at least
-`min_runs`); the median is the figure to report.
+`min_runs`); the median is the figure to report. `time_interleaved` alternates several
+forecast functions in blocks; `time_files_interleaved` does so for LiteRT and ONNX Runtime
+files in a fresh process without TensorFlow, as an edge device runs them.
 """
 
+import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -81,8 +87,12 @@ def time_interleaved(forecasts, past, *, warmup=3, runs=20, rounds=4, max_second
     drift (another process, a frequency change) falls on all of them alike.
 
     Each of `rounds` rounds gives every function `warmup` untimed calls, then its share of
-    `runs` timed calls (fewer once it has spent `max_seconds` of timed wall time in all, but
-    at least one per round).
+    `runs` timed calls (fewer once the block has spent its share of `max_seconds`, but at
+    least one). Each round starts at a different function (the order rotates
+    by `len(forecasts) / rounds`), so that no function holds the same place every round:
+    with a fixed order, the same early file ran slow in some runs (stlight_tiny's 2-thread
+    fp32 TFLite file: median 1.41 ms against 0.88 ms for its fp16 file, which runs the same
+    float32 kernels; one run on a 2-core EPYC VM).
 
     Args:
         forecasts: {key: callable}, as `time_forecasts` takes.
@@ -96,21 +106,88 @@ def time_interleaved(forecasts, past, *, warmup=3, runs=20, rounds=4, max_second
     _check_timing(warmup, runs, max_seconds)
     rounds = positive_int("rounds", rounds)
     per_round = -(-runs // rounds)
-    times = {key: [] for key in forecasts}
-    spent = dict.fromkeys(forecasts, 0.0)
-    for _ in range(rounds):
-        for key, forecast in forecasts.items():
+    per_block_seconds = max_seconds / rounds
+    keys = list(forecasts)
+    times = {key: [] for key in keys}
+    for round_index in range(rounds):
+        shift = round_index * len(keys) // rounds
+        for key in keys[shift:] + keys[:shift]:
+            forecast = forecasts[key]
             for _ in range(warmup):
                 np.asarray(forecast(past))
+            spent = 0.0
             for i in range(per_round):
-                if len(times[key]) >= runs or (i and spent[key] >= max_seconds):
+                if len(times[key]) >= runs or (i and spent >= per_block_seconds):
                     break
                 start = time.perf_counter()
                 np.asarray(forecast(past))
                 elapsed = time.perf_counter() - start
                 times[key].append(elapsed * 1e3)
-                spent[key] += elapsed
+                spent += elapsed
     return {key: {**_stats(times[key], warmup), "rounds": rounds} for key in forecasts}
+
+
+def file_forecaster(path, num_threads=1):
+    """The forecast function of a `.tflite` (LiteRT) or `.onnx` (ONNX Runtime) file."""
+    if Path(path).suffix == ".onnx":
+        return onnx_forecaster(path, num_threads)
+    return tflite_forecaster(path, num_threads)
+
+
+def time_files_interleaved(files, past, *, timeout=3600, **timing):
+    """`time_interleaved` over LiteRT and ONNX Runtime files, in a fresh Python process that
+    imports neither TensorFlow nor Keras, as on an edge device.
+
+    Timed in the process that had just traced and converted the model, identical files did
+    not run alike: with TensorFlow loaded and used, the first LiteRT interpreter created ran
+    4-9% slower than a second interpreter of the same file (predrnn_tiny, three runs on a
+    2-core EPYC), and without TensorFlow in the process the two ran level.
+
+    Args:
+        files: {key: (path, num_threads)}, keys of str / int / None or tuples of them; a
+            `.onnx` path runs under ONNX Runtime, any other under LiteRT.
+        past: the input batch.
+        timeout: seconds before the timing process is stopped (a RuntimeError).
+        **timing: `warmup`, `runs`, `rounds`, `max_seconds` as `time_interleaved` takes.
+
+    Returns:
+        {key: the `time_interleaved` statistics}.
+
+    Raises:
+        RuntimeError: naming the file that the process could not load or run, with its error.
+    """
+    keys = list(files)
+    with tempfile.TemporaryDirectory(prefix="kerastp_timing_") as tmp:
+        np.save(Path(tmp) / "past.npy", np.asarray(past, np.float32))
+        spec = {
+            "files": [[os.fspath(files[k][0]), int(files[k][1])] for k in keys],
+            "timing": timing,
+        }
+        (Path(tmp) / "spec.json").write_text(json.dumps(spec))
+        done = subprocess.run(
+            [sys.executable, "-m", "kerastp.bench", tmp],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"timing {[os.fspath(files[k][0]) for k in keys]} failed:\n{done.stderr[-2000:]}"
+            )
+        stats = json.loads((Path(tmp) / "stats.json").read_text())
+    return {key: stats[i] for i, key in enumerate(keys)}
+
+
+def _time_files_main(directory):
+    """`time_files_interleaved`'s timing process: DIR/spec.json and DIR/past.npy in,
+    DIR/stats.json out."""
+    directory = Path(directory)
+    spec = json.loads((directory / "spec.json").read_text())
+    past = np.load(directory / "past.npy")
+    forecasts = {i: file_forecaster(path, n) for i, (path, n) in enumerate(spec["files"])}
+    stats = time_interleaved(forecasts, past, **spec["timing"])
+    (directory / "stats.json").write_text(json.dumps([stats[i] for i in range(len(forecasts))]))
 
 
 def keras_forecaster(model, jit_compile=False):
@@ -307,3 +384,7 @@ def tflite_accuracy(path):
     kept = {k: record[k] for k in ("float_ops", "float_layers", "fully_integer") if k in record}
     return {"quantize": record.get("quantization", "none"),
             **{k: parity[k] for k in keys if k in parity}, **kept}  # fmt: skip
+
+
+if __name__ == "__main__":
+    _time_files_main(sys.argv[1])

@@ -1,5 +1,8 @@
 """The latency tools: the timing loop, each runtime's forecast function, ONNX conversion."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -58,16 +61,38 @@ def test_interleaved_timing_alternates_blocks_and_respects_the_budget(monkeypatc
     funcs = {"a": forecaster("a", 0.010), "b": forecaster("b", 0.020)}
     stats = bench.time_interleaved(funcs, np.zeros(2), warmup=1, runs=6, rounds=3,
                                    max_seconds=100)  # fmt: skip
-    assert calls == (["a"] * 3 + ["b"] * 3) * 3  # 1 warm-up + 2 timed, per round
+    # 1 warm-up + 2 timed per block; the order rotates (3 rounds of 2: a b, a b, b a).
+    assert calls == ["a"] * 3 + ["b"] * 3 + ["a"] * 3 + ["b"] * 3 + ["b"] * 3 + ["a"] * 3
     assert stats["a"]["runs"] == stats["b"]["runs"] == 6 and stats["b"]["rounds"] == 3
     assert stats["a"]["median_ms"] == pytest.approx(10.0)
     assert stats["b"]["median_ms"] == pytest.approx(20.0)
-    # A 30 ms budget stops "b" after two timed calls, but each round still times one.
+    # A 60 ms budget is 20 ms per round: two timed calls of "a" (10 ms), one of "b" (20 ms).
     calls.clear()
-    stats = bench.time_interleaved(funcs, 0, warmup=0, runs=30, rounds=3, max_seconds=0.03)
-    assert stats["a"]["runs"] == 3 + 1 + 1 and stats["b"]["runs"] == 2 + 1 + 1
+    stats = bench.time_interleaved(funcs, 0, warmup=0, runs=30, rounds=3, max_seconds=0.06)
+    assert stats["a"]["runs"] == 3 * 2 and stats["b"]["runs"] == 3 * 1
     with pytest.raises(ValueError, match="rounds"):
         bench.time_interleaved(funcs, 0, rounds=0)
+
+def test_files_are_timed_in_a_process_without_tensorflow(tmp_path):
+    model = registry.build_model("stlight_tiny", output_frames=2)
+    export.export_tflite(model, tmp_path / "m.tflite")
+    past = export.probe_batch(model, batch_size=1)
+    files = {("tflite", 1): (tmp_path / "m.tflite", 1), ("tflite", 2): (tmp_path / "m.tflite", 2)}
+    stats = bench.time_files_interleaved(files, past, warmup=1, runs=4, rounds=2)
+    assert list(stats) == list(files)
+    for row in stats.values():
+        assert row["runs"] == 4 and row["rounds"] == 2 and 0 < row["min_ms"] <= row["median_ms"]
+    # The timing process loads the files with LiteRT / ONNX Runtime only.
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, kerastp.bench, kerastp.lite; "
+         "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert probe.stdout.strip() == "[]"
+    (tmp_path / "bad.tflite").write_bytes(b"not a model")
+    with pytest.raises(RuntimeError, match="bad.tflite"):
+        bench.time_files_interleaved({"bad": (tmp_path / "bad.tflite", 1)}, past, runs=1)
+
 
 def test_every_runtime_forecasts_the_same(tmp_path):
     model = registry.build_model("convlstm_tiny", output_frames=3)
