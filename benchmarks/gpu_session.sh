@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One lent-GPU call: the race (kerastp on JAX vs the PyTorch reference, benchmarks/gpu.py),
-# then the `mmnist` pretrained model for whatever the call has left. Run from the checkout
+# then the `mmnist` pretrained model for whatever the call has left, continued from the shipped
+# saved_models/mmnist/mmnist.keras (a lent machine keeps no backup between sessions; set
+# PRETRAIN_INIT= to train from scratch). Run from the checkout
 # root with
 #   .whl/  keras, namex, optree wheels for the machine's Python (see ../shared/gpu/README.md)
 #   .gpu/  mnist.npz, mm_data.py and torch_stlight.py copied from ../shared
@@ -25,7 +27,8 @@ LEFT=$(( CALL - ($(date +%s) - T0) - 15 ))
 if [ "$LEFT" -lt 120 ]; then echo "no time left for pretraining ($LEFT s)" | tee -a "$OUT/log.txt"; exit 0; fi
 MINUTES=$(python3 -c "print(round($LEFT / 60, 2))")
 echo "pretrain mmnist: $MINUTES minutes" | tee -a "$OUT/log.txt"
+INIT=${PRETRAIN_INIT-saved_models/mmnist/mmnist.keras}
 python3 benchmarks/pretrain.py mmnist --out "$OUT/mmnist" --minutes "$MINUTES" \
-  --dtype bfloat16 --mnist .gpu/mnist.npz --workers 12 \
+  ${INIT:+--init "$INIT"} --dtype bfloat16 --mnist .gpu/mnist.npz --workers 12 \
   --test-sequences 1000 2>&1 | grep -v "^Epoch" | tee -a "$OUT/log.txt"
 rm -rf "$OUT/mmnist/backup"

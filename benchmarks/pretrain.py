@@ -12,6 +12,13 @@ does: a probe of `probe_steps` steps at the schedule's starting learning rate me
 
 A cut-off run resumes from DIR/backup (Keras' `BackupAndRestore`, one backup per epoch)
 when started again with the same arguments and the recorded plan.
+
+`--init FILE.keras` continues from a model trained on the same recipe (e.g. the shipped
+`saved_models/mmnist/mmnist.keras`): its weights, a fresh optimizer and one-cycle schedule.
+Across lent-GPU sessions, whose backups do not survive, each run so starts where the last
+shipped one ended. DIR/recipe.json records the file's SHA-256 and the training behind it (its
+own recipe.json or model_card.json beside it, with its `init` in turn), and
+`steps_before` sums the steps of that chain.
 """
 
 import argparse
@@ -67,6 +74,44 @@ class Deadline(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def continue_from(model, path, recipe):
+    """Loads the weights of the `.keras` file at `path` into `model` (the recipe's
+    architecture) and returns the record of where they came from."""
+    from kerastp.pretrained import sha256
+    from kerastp.saving import load_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"--init {path}: no such file")
+    source = load_model(path)
+    theirs = source.get_config()
+    for key, mine in recipe["model_args"].items():
+        if theirs.get(key) != mine:
+            raise SystemExit(
+                f"--init {path}: its {key}={theirs.get(key)!r} differs from the recipe's "
+                f"{key}={mine!r}; continue only from a model of the same architecture"
+            )
+    model.set_weights(source.get_weights())
+    record = {"path": str(path), "sha256": sha256(path), "trained": None, "steps_before": None}
+    for name in ("recipe.json", "model_card.json"):
+        beside = path.parent / name
+        if beside.is_file():
+            prior = json.loads(beside.read_text())
+            plan, before = prior.get("plan") or {}, prior.get("init") or {}
+            training = prior.get("training") or prior  # a model card, or a pretrain record
+            record["trained"] = {
+                "record": str(beside),
+                "plan": plan,
+                "hardware": training.get("hardware"),
+                "command": training.get("command"),
+                "init": prior.get("init"),
+            }
+            if plan.get("total_steps") is not None:
+                record["steps_before"] = plan["total_steps"] + (before.get("steps_before") or 0)
+            break
+    return record
+
+
 def hardware():
     import keras
 
@@ -106,6 +151,8 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=INT",
                     help="override a recipe entry or model argument (recorded), e.g. depth=2")
+    ap.add_argument("--init", default=None, metavar="FILE.keras",
+                    help="continue from this model's weights (same recipe architecture)")
     ap.add_argument("--reserve-s", type=float, default=20.0,
                     help="seconds kept for scoring and saving after training")
     args = ap.parse_args(argv)
@@ -135,6 +182,14 @@ def main(argv=None):
     module, cls = MODELS[recipe["model"]].split(":")
     model_class = getattr(__import__(module, fromlist=[cls]), cls)
     model = model_class(**recipe["model_args"])
+    init = continue_from(model, args.init, recipe) if args.init else None
+    if previous and previous.get("plan") and (previous.get("init") or {}).get("sha256") != (
+        (init or {}).get("sha256")
+    ):
+        raise SystemExit(
+            f"{record_path} was started from init {previous.get('init')!r}; resume it with the "
+            "same --init, or start a new --out"
+        )
     batch, per_epoch = recipe["batch_size"], recipe["steps_per_epoch"]
     peak = recipe["max_learning_rate"]
 
@@ -175,7 +230,7 @@ def main(argv=None):
         plan = {"total_steps": epochs * per_epoch, "epochs": epochs, "steps_per_epoch": per_epoch,
                 "dtype": args.dtype, "depthwise": args.depthwise}
         write_json(record_path, {"name": args.name, "recipe": recipe, "plan": plan,
-                                 "probe": probe, "status": "training"})
+                                 "probe": probe, "init": init, "status": "training"})
 
     model.compile(learning_rate=peak, total_steps=plan["total_steps"], metrics=[])
     callbacks = [keras.callbacks.BackupAndRestore(str(out / "backup"))]
@@ -190,7 +245,7 @@ def main(argv=None):
     test = standard_test_set(args.test_sequences, source=recipe["data"], path=args.mnist)
     scores = score(model, test)
     save_keras(model, out / f"{args.name}.keras", include_optimizer=False)
-    result = {"name": args.name, "recipe": recipe, "plan": plan, "probe": probe,
+    result = {"name": args.name, "recipe": recipe, "plan": plan, "probe": probe, "init": init,
               "status": "complete" if finished else "stopped at the deadline (resumable)",
               "epochs_this_run": epochs_done, "fit_s": round(fit_s, 1),
               "wall_s": round(time.time() - start, 1),

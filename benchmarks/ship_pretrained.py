@@ -189,6 +189,20 @@ def render_radar_card(card):
     return "\n".join(lines)
 
 
+def _continued_from(init):
+    """Recipe lines for a run that continued from an earlier model (`pretrain.py --init`)."""
+    if not init:
+        return []
+    trained = init.get("trained") or {}
+    plan, hw = trained.get("plan") or {}, trained.get("hardware") or {}
+    lines = [f"- continued from `{init['path']}` (SHA-256 `{init['sha256']}`), itself trained "
+             f"{plan.get('total_steps', '?')} steps on {hw.get('device', '?')}: "
+             f"`{trained.get('command')}`"]
+    if init.get("steps_before") is not None:
+        lines.append(f"- steps before this run, over the whole chain: {init['steps_before']}")
+    return lines
+
+
 def render_card(card):
     """MODEL_CARD.md from model_card.json."""
     if card.get("kind") == "nowcasting":
@@ -244,6 +258,7 @@ def render_card(card):
         f"- hardware: {hw.get('device')} ({hw.get('backend')} backend, JAX {hw.get('jax')}, "
         f"Keras {hw.get('keras')}); fit {training.get('fit_s')} s, whole run "
         f"{training.get('wall_s')} s, {training.get('date')}",
+        *_continued_from(card.get("init")),
         f"- re-run: `{training.get('command')}` (on a GPU machine with the Keras JAX backend; "
         "see benchmarks/gpu_session.sh), then "
         f"`python benchmarks/ship_pretrained.py {card['name']} --keras DIR/{card['name']}.keras "
@@ -399,6 +414,7 @@ def main(argv=None):
         },
         "recipe": recipe.get("recipe"),
         "plan": recipe.get("plan"),
+        "init": recipe.get("init"),
         "training": {k: recipe.get(k) for k in ("fit_s", "wall_s", "hardware", "date",
                                                  "command", "loss")},
         "test": {k: scores[k] for k in scores if not isinstance(scores[k], dict)},

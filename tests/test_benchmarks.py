@@ -1,6 +1,7 @@
 """The benchmark suite (benchmarks/run.py and its parts): helpers, budgets and a smoke run."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -152,3 +153,47 @@ def test_benchmark_suite_smoke(tmp_path):
     summary = (tmp_path / "summary.md").read_text()
     for part in ("fidelity", "throughput", "quality", "nowcasting"):
         assert f"## {part}" in summary
+
+
+@pytest.mark.slow  # four training processes on JAX: 31 s
+def test_pretrain_continues_from_an_earlier_model_and_records_the_chain(tmp_path, shared_mnist):
+    """`benchmarks/pretrain.py --init`: the earlier model's weights (at learning rate 0 the
+    trainable weights come out unchanged), its SHA-256 and training chain recorded; another
+    architecture, or resuming a run under another --init, is refused by name."""
+    pytest.importorskip("jax")
+    from kerastp.pretrained import sha256
+    from kerastp.saving import load_model
+
+    toy = ["--set", "hidden_dim=16", "--set", "depth=2", "--set", "batch_size=2",
+           "--set", "steps_per_epoch=2", "--steps", "2", "--test-sequences", "2",
+           "--workers", "1", "--mnist", str(shared_mnist)]  # fmt: skip
+
+    def pretrain(out, *extra):
+        return subprocess.run(
+            [sys.executable, str(BENCHMARKS / "pretrain.py"), "mmnist", "--out", str(out),
+             *toy, *extra],
+            capture_output=True, text=True, check=False, env={**os.environ,
+                                                             "KERAS_BACKEND": "jax"},
+        )  # fmt: skip
+
+    first = pretrain(tmp_path / "a")
+    assert first.returncode == 0, first.stderr[-2000:]
+    init = tmp_path / "a" / "mmnist.keras"
+    second = pretrain(tmp_path / "b", "--init", str(init), "--set", "max_learning_rate=0.0")
+    assert second.returncode == 0, second.stderr[-2000:]
+    record = json.loads((tmp_path / "b" / "recipe.json").read_text())
+    assert record["init"]["sha256"] == sha256(init)
+    assert record["init"]["steps_before"] == 2
+    assert record["init"]["trained"]["record"] == str(tmp_path / "a" / "recipe.json")
+    before, after = load_model(init), load_model(tmp_path / "b" / "mmnist.keras")
+    for w_before, w_after in zip(before.trainable_weights, after.trainable_weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(w_before), np.asarray(w_after))
+    # The card of a shipped continuation names the file and the steps behind it.
+    import ship_pretrained
+
+    lines = ship_pretrained._continued_from(record["init"])
+    assert sha256(init) in lines[0] and "2 steps" in lines[0] and lines[1].endswith(": 2")
+    wrong = pretrain(tmp_path / "c", "--init", str(init), "--set", "hidden_dim=32")
+    assert wrong.returncode != 0 and "hidden_dim=16 differs" in wrong.stderr
+    resumed = pretrain(tmp_path / "b")  # the record holds a plan: a resume, without its init
+    assert resumed.returncode != 0 and "same --init" in resumed.stderr
