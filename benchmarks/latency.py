@@ -46,7 +46,7 @@ DEFAULT_PRESETS = registry.list_presets(tiny=True) + registry.list_presets(
 TFLITE_KINDS = ("none", "fp16", "dynamic", "int8")
 #: Interleaved rounds of the LiteRT and ONNX Runtime files (`bench.time_interleaved`). Many
 #: short blocks ran worse, not better: 10 rounds of 2 timed runs after 1 warm-up call
-#: doubled some 2-thread medians, as the second core idled between the blocks.
+#: doubled some 2-thread medians (one run of three tiny presets).
 ROUNDS = 4
 
 
@@ -57,7 +57,7 @@ def _size(path):
     return path.stat().st_size
 
 
-def bench_preset(preset, threads, runs, max_seconds, workdir, log, rounds=ROUNDS):
+def bench_preset(preset, threads, runs, max_seconds, workdir, log):
     model = registry.build_model(preset)
     macs = count_macs(model).macs
     past = export.probe_batch(model, batch_size=1, seed=0)
@@ -117,7 +117,7 @@ def bench_preset(preset, threads, runs, max_seconds, workdir, log, rounds=ROUNDS
     else:
         for n in threads:
             candidates[("onnxruntime", n)] = (onnx_path, n)
-    timed = bench.time_files_interleaved(candidates, past, rounds=rounds, **timing)
+    timed = bench.time_files_interleaved(candidates, past, rounds=ROUNDS, **timing)
     for (runtime, n), (path, _) in candidates.items():
         record(runtime, threads=n, size=_size(path), stats=timed[(runtime, n)])
     return rows

@@ -140,7 +140,7 @@ def time_files_interleaved(files, past, *, timeout=3600, **timing):
 
     Timed in the process that had just traced and converted the model, identical files did
     not run alike: with TensorFlow loaded and used, the first LiteRT interpreter created ran
-    4-9% slower than a second interpreter of the same file (predrnn_tiny, three runs on a
+    4% and 7% slower than a second interpreter of the same file (predrnn_tiny, two runs on a
     2-core EPYC), and without TensorFlow in the process the two ran level.
 
     Args:

@@ -296,7 +296,7 @@ def test_tau_attention_keeps_pytorch_default_init():
 
 
 @pytest.mark.parametrize(("preset", "convs_per_step"), [("convlstm_tiny", 4), ("predrnn_tiny", 10)])
-def test_recurrent_tflite_runs_its_recurrence_in_one_xnnpack_partition(
+def test_recurrent_tflite_delegates_everything_but_the_final_stack(
     preset, convs_per_step, tmp_path
 ):
     """The exported recurrence has no zero-state convolutions and nothing XNNPACK leaves to

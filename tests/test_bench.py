@@ -73,6 +73,7 @@ def test_interleaved_timing_alternates_blocks_and_respects_the_budget(monkeypatc
     with pytest.raises(ValueError, match="rounds"):
         bench.time_interleaved(funcs, 0, rounds=0)
 
+
 def test_files_are_timed_in_a_process_without_tensorflow(tmp_path):
     model = registry.build_model("stlight_tiny", output_frames=2)
     export.export_tflite(model, tmp_path / "m.tflite")
