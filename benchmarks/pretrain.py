@@ -18,7 +18,9 @@ when started again with the same arguments and the recorded plan.
 Across lent-GPU sessions, whose backups do not survive, each run so starts where the last
 shipped one ended. DIR/recipe.json records the file's SHA-256 and the training behind it (its
 own recipe.json or model_card.json beside it, with its `init` in turn), and
-`steps_before` sums the steps of that chain.
+`steps_before` sums the steps of that chain, and `data_epochs_before` its data epochs: the run
+trains on the data epochs after them, so a continuation sees sequences the chain has not.
+A resumed run continues the data stream where its backup stopped.
 """
 
 import argparse
@@ -92,7 +94,8 @@ def continue_from(model, path, recipe):
                 f"{key}={mine!r}; continue only from a model of the same architecture"
             )
     model.set_weights(source.get_weights())
-    record = {"path": str(path), "sha256": sha256(path), "trained": None, "steps_before": None}
+    record = {"path": str(path), "sha256": sha256(path), "trained": None, "steps_before": None,
+              "data_epochs_before": 0}
     for name in ("recipe.json", "model_card.json"):
         beside = path.parent / name
         if beside.is_file():
@@ -108,6 +111,8 @@ def continue_from(model, path, recipe):
             }
             if plan.get("total_steps") is not None:
                 record["steps_before"] = plan["total_steps"] + (before.get("steps_before") or 0)
+            record["data_epochs_before"] = (plan.get("epochs") or 0) + (
+                before.get("data_epochs_before") or 0)
             break
     return record
 
@@ -226,6 +231,12 @@ def main(argv=None):
             total = max(2, int(remaining / step_s))
         else:
             total = args.steps
+            if total < 1 or total % per_epoch:
+                raise SystemExit(
+                    f"--steps {total}: the recipe trains in epochs of {per_epoch} steps; give a "
+                    f"multiple of {per_epoch}, or set the epoch length with "
+                    f"--set steps_per_epoch=N"
+                )
         epochs = max(1, total // per_epoch)
         plan = {"total_steps": epochs * per_epoch, "epochs": epochs, "steps_per_epoch": per_epoch,
                 "dtype": args.dtype, "depthwise": args.depthwise}
@@ -236,8 +247,14 @@ def main(argv=None):
     callbacks = [keras.callbacks.BackupAndRestore(str(out / "backup"))]
     if deadline:
         callbacks.append(Deadline(deadline - args.reserve_s))
+    # fit epoch k trains on data epoch `first_data_epoch + k`; BackupAndRestore restarts fit at
+    # the epoch its metadata records, so the stream starts there too.
+    first_data_epoch = (init or {}).get("data_epochs_before") or 0
+    metadata = out / "backup" / "training_metadata.json"
+    done = json.loads(metadata.read_text())["epoch"] if metadata.is_file() else 0
     fit_start = time.time()
-    history = model.fit(stream(0, plan["steps_per_epoch"]), epochs=plan["epochs"], verbose=2,
+    history = model.fit(stream(first_data_epoch + done, plan["steps_per_epoch"]),
+                        epochs=plan["epochs"], verbose=2,
                         callbacks=callbacks)
     fit_s = time.time() - fit_start
     epochs_done = len(history.history.get("loss", []))
@@ -247,7 +264,8 @@ def main(argv=None):
     save_keras(model, out / f"{args.name}.keras", include_optimizer=False)
     result = {"name": args.name, "recipe": recipe, "plan": plan, "probe": probe, "init": init,
               "status": "complete" if finished else "stopped at the deadline (resumable)",
-              "epochs_this_run": epochs_done, "fit_s": round(fit_s, 1),
+              "epochs_this_run": epochs_done, "first_data_epoch": first_data_epoch,
+              "fit_s": round(fit_s, 1),
               "wall_s": round(time.time() - start, 1),
               "loss": [round(float(v), 6) for v in history.history.get("loss", [])],
               "test_sequences": args.test_sequences, "test": scores,

@@ -184,6 +184,8 @@ def test_pretrain_continues_from_an_earlier_model_and_records_the_chain(tmp_path
     record = json.loads((tmp_path / "b" / "recipe.json").read_text())
     assert record["init"]["sha256"] == sha256(init)
     assert record["init"]["steps_before"] == 2
+    # The continuation trains on the data epoch after the one its init was trained on.
+    assert record["init"]["data_epochs_before"] == 1 and record["first_data_epoch"] == 1
     assert record["init"]["trained"]["record"] == str(tmp_path / "a" / "recipe.json")
     before, after = load_model(init), load_model(tmp_path / "b" / "mmnist.keras")
     for w_before, w_after in zip(before.trainable_weights, after.trainable_weights, strict=True):
@@ -197,3 +199,6 @@ def test_pretrain_continues_from_an_earlier_model_and_records_the_chain(tmp_path
     assert wrong.returncode != 0 and "hidden_dim=16 differs" in wrong.stderr
     resumed = pretrain(tmp_path / "b")  # the record holds a plan: a resume, without its init
     assert resumed.returncode != 0 and "same --init" in resumed.stderr
+    ragged = pretrain(tmp_path / "d", "--steps", "3")  # not a whole number of epochs
+    assert ragged.returncode != 0 and "--steps 3" in ragged.stderr
+    assert "multiple of 2" in ragged.stderr and not (tmp_path / "d" / "recipe.json").exists()
