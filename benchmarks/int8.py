@@ -8,8 +8,9 @@ For each trained model (`PATH:DATA`, a `.keras` file and the data source it was 
    `int8_float_layers`, with QUANTIZE / DEQUANTIZE around them), each calibrated on 64
    training sequences of that source (`kerastp.export.quantization_data`);
 2. their MSE on the source's held-out sequences (the gate `kerastp export` applies: at most
-   +10% over the Keras model) and their LiteRT latency at batch 1, 1 and 2 threads, all in
-   one process, so the ratios compare like with like.
+   +10% over the Keras model) and their LiteRT latency at batch 1, 1 and 2 threads: a
+   model's conversions at every thread count timed interleaved in one process without
+   TensorFlow (`kerastp.bench.time_files_interleaved`), so the ratios compare like with like.
 
 `--speed-presets` adds untrained presets timed the same way (latency does not depend on the
 weights; calibrated on procedural Moving MNIST).
@@ -48,16 +49,6 @@ def _source(model_path, data):
     return get_source(data)
 
 
-def _latency(path, past, threads, runs, max_seconds):
-    return {
-        n: bench.time_forecasts(
-            bench.tflite_forecaster(path, n), past[:1], warmup=3, runs=runs,
-            max_seconds=max_seconds,
-        )["median_ms"]
-        for n in threads
-    }  # fmt: skip
-
-
 def measure(model, name, source, workdir, threads, runs, max_seconds, log, score=True):
     """Rows for one model: fp32, fully integer int8 and (if the model keeps any) selective."""
     representative, validation = export.quantization_data(model, "int8", source, 64)
@@ -73,7 +64,7 @@ def measure(model, name, source, workdir, threads, runs, max_seconds, log, score
     float_ops, float_layers = tuple(model.int8_float_ops), tuple(model.int8_float_layers)
     if float_ops or float_layers:
         kinds.append(("int8 (selective)", "int8", float_ops, float_layers))
-    rows = []
+    rows, timed = [], {}  # timed: {row index: its .tflite file}
     for label, quantize, ops, layers in kinds:
         row = {"model": name, "conversion": label, "float_ops": list(ops),
                "float_layers": list(layers), "mse_keras": mse_keras}  # fmt: skip
@@ -86,12 +77,20 @@ def measure(model, name, source, workdir, threads, runs, max_seconds, log, score
                 row["mse_tflite"] = export._mse(export._predict_in_batches(lite.predict, past),
                                                 future)  # fmt: skip
                 row["mse_increase"] = (row["mse_tflite"] - mse_keras) / mse_keras
-            row["latency_ms"] = _latency(path, past, threads, runs, max_seconds)
+            else:
+                lite.predict(past[:1])  # a conversion LiteRT cannot run fails here
             row["bytes"] = path.stat().st_size
+            timed[len(rows)] = path
         except Exception as error:  # noqa: BLE001 - a conversion LiteRT cannot run is a result
             row["error"] = str(error).splitlines()[0][:200]
         rows.append(row)
         log(f"  {label}: {row}")
+    files = {(i, n): (path, n) for i, path in timed.items() for n in threads}
+    stats = bench.time_files_interleaved(files, past[:1], warmup=3, runs=runs,
+                                         max_seconds=max_seconds)  # fmt: skip
+    for i in timed:
+        rows[i]["latency_ms"] = {n: stats[(i, n)]["median_ms"] for n in threads}
+        log(f"  {rows[i]['conversion']}: {rows[i]['latency_ms']} ms")
     fp32 = rows[0].get("latency_ms", {})
     for row in rows[1:]:
         if "latency_ms" in row and fp32:

@@ -117,6 +117,15 @@ def continue_from(model, path, recipe):
     return record
 
 
+def stream_start(backup, init):
+    """The data epoch the training stream starts at: fit epoch k trains on data epoch
+    `init["data_epochs_before"] + k` (the data after the chain's), and a run resumed from the
+    `BackupAndRestore` folder `backup` restarts at the fit epoch its metadata records."""
+    metadata = Path(backup) / "training_metadata.json"
+    done = json.loads(metadata.read_text())["epoch"] if metadata.is_file() else 0
+    return ((init or {}).get("data_epochs_before") or 0) + done
+
+
 def hardware():
     import keras
 
@@ -247,13 +256,9 @@ def main(argv=None):
     callbacks = [keras.callbacks.BackupAndRestore(str(out / "backup"))]
     if deadline:
         callbacks.append(Deadline(deadline - args.reserve_s))
-    # fit epoch k trains on data epoch `first_data_epoch + k`; BackupAndRestore restarts fit at
-    # the epoch its metadata records, so the stream starts there too.
     first_data_epoch = (init or {}).get("data_epochs_before") or 0
-    metadata = out / "backup" / "training_metadata.json"
-    done = json.loads(metadata.read_text())["epoch"] if metadata.is_file() else 0
     fit_start = time.time()
-    history = model.fit(stream(first_data_epoch + done, plan["steps_per_epoch"]),
+    history = model.fit(stream(stream_start(out / "backup", init), plan["steps_per_epoch"]),
                         epochs=plan["epochs"], verbose=2,
                         callbacks=callbacks)
     fit_s = time.time() - fit_start

@@ -202,3 +202,70 @@ def test_pretrain_continues_from_an_earlier_model_and_records_the_chain(tmp_path
     ragged = pretrain(tmp_path / "d", "--steps", "3")  # not a whole number of epochs
     assert ragged.returncode != 0 and "--steps 3" in ragged.stderr
     assert "multiple of 2" in ragged.stderr and not (tmp_path / "d" / "recipe.json").exists()
+
+
+@pytest.mark.slow  # two models converted three ways, timed in a subprocess: ~40 s
+def test_int8_benchmark_scores_and_times_every_conversion(tmp_path):
+    """`benchmarks/int8.py`: each model's fp32 and int8 files, scored on held-out sequences
+    (trained models) and timed at every thread count, with the ratio to fp32 of the same run."""
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "int8.py"), "--models",
+         "saved_models/stlight_tiny.keras:procedural", "--speed-presets", "convlstm_tiny",
+         "--runs", "4", "--max-seconds", "2", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=900, cwd=BENCHMARKS.parent,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = json.loads((tmp_path / "int8.json").read_text())["results"]
+    by_model = {}
+    for row in rows:
+        by_model.setdefault(row["model"], []).append(row)
+    assert set(by_model) == {"stlight_tiny [procedural]", "convlstm_tiny"}
+    for name, model_rows in by_model.items():
+        assert [r["conversion"] for r in model_rows][:2] == ["fp32", "int8 (fully integer)"]
+        fp32 = model_rows[0]
+        for row in model_rows:
+            if "error" in row:
+                continue
+            assert set(row["latency_ms"]) == {"1", "2"} and min(row["latency_ms"].values()) > 0
+            assert row["bytes"] > 0
+            if row is not fp32:
+                assert row["speed_vs_fp32"]["1"] == pytest.approx(
+                    row["latency_ms"]["1"] / fp32["latency_ms"]["1"])
+            scored = name != "convlstm_tiny"
+            assert ("mse_increase" in row) == scored
+            if scored:
+                assert np.isfinite(row["mse_tflite"]) and row["mse_keras"] > 0
+    assert "stlight_tiny [procedural]" in (tmp_path / "int8.md").read_text()
+
+
+def test_shipped_card_latencies_come_from_one_interleaved_timing_process():
+    """`ship_pretrained._lite_rows` times every shipped file at 1 and 2 threads in one process
+    without TensorFlow, and the card's TFLite section says so."""
+    import ship_pretrained
+
+    path = BENCHMARKS.parent / "tflite" / "stlight_tiny.tflite"
+    sidecar = {"parity": {"max_abs_error": 1e-6}}
+    rows = ship_pretrained._lite_rows({"tflite": (path, sidecar)})
+    row = rows["tflite"]
+    assert row["path"] == "tflite/stlight_tiny.tflite" and row["bytes"] == path.stat().st_size
+    assert set(row["latency_ms"]) == {"1", "2"} and min(row["latency_ms"].values()) > 0
+    card = {"tflite": rows, "latency_method": "interleaved", "ship_machine": "this machine"}
+    section = "\n".join(ship_pretrained.tflite_section(card, ".3f", "on {n}"))
+    assert f"| {row['latency_ms']['1']} ms | {row['latency_ms']['2']} ms |" in section
+    assert "timed interleaved in one process without TensorFlow" in section
+    older = "\n".join(ship_pretrained.tflite_section({**card, "latency_method": None}, ".3f", ""))
+    assert "each file timed in turn" in older
+
+
+def test_pretrain_stream_starts_after_the_chain_and_where_a_backup_stopped(tmp_path):
+    """A continuation trains on the data epochs after its chain's; a resumed run restarts the
+    stream at the fit epoch Keras' `BackupAndRestore` restores (its training_metadata.json)."""
+    import pretrain
+
+    backup = tmp_path / "backup"
+    assert pretrain.stream_start(backup, None) == 0
+    assert pretrain.stream_start(backup, {"data_epochs_before": 8}) == 8
+    backup.mkdir()
+    (backup / "training_metadata.json").write_text(json.dumps({"epoch": 3, "batch": -1}))
+    assert pretrain.stream_start(backup, {"data_epochs_before": 8}) == 11
+    assert pretrain.stream_start(backup, {"data_epochs_before": None}) == 3
