@@ -105,18 +105,22 @@ def budget_overrides(preset, steps):
     return {"sampling_stop_iter": stop, "sampling_changing_rate": 1.0 / stop}
 
 
+def cpu_name():
+    """The CPU's model name (/proc/cpuinfo), else what `platform` says."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def machine():
     """CPU model, cores, GPUs, Python, platform and package versions of this machine."""
     import keras
     import tensorflow as tf
 
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_name()
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {"tensorflow": tf.__version__, "keras": keras.__version__}

@@ -129,12 +129,27 @@ def stream_start(backup, init):
 def hardware():
     import keras
 
+    from _common import cpu_name
+
     record = {"backend": keras.backend.backend(), "keras": keras.__version__,
-              "python": platform.python_version(), "cpu_count": os.cpu_count()}
+              "python": platform.python_version(), "cpu_count": os.cpu_count(),
+              "cpu": cpu_name()}
     if keras.backend.backend() == "jax":
         import jax
 
         record.update(jax=jax.__version__, device=jax.devices()[0].device_kind)
+    elif keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        record.update(tensorflow=tf.__version__, device=(
+            tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+            if gpus else "CPU"))
+    elif keras.backend.backend() == "torch":
+        import torch
+
+        record.update(torch=torch.__version__, device=(
+            torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"))
     return record
 
 

@@ -22,6 +22,7 @@ Every file is checked by reloading it and comparing numbers before the card is w
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -195,6 +196,21 @@ def render_radar_card(card):
     return "\n".join(lines)
 
 
+def _on_cpu(hw):
+    return (hw.get("device") or "cpu").lower() == "cpu"
+
+
+def hardware_words(hw):
+    """A training record's `hardware` in words: the device, backend and versions."""
+    device = hw.get("device")
+    if _on_cpu(hw):
+        device = f"CPU, {hw.get('cpu') or 'model not recorded'}, {hw.get('cpu_count')} cores"
+    versions = ", ".join(f"{label} {hw[key]}" for key, label in (
+        ("jax", "JAX"), ("tensorflow", "TensorFlow"), ("torch", "PyTorch"), ("keras", "Keras"))
+        if hw.get(key))  # fmt: skip
+    return f"{device} ({hw.get('backend')} backend, {versions})"
+
+
 def _continued_from(init):
     """Recipe lines for a run that continued from an earlier model (`pretrain.py --init`)."""
     if not init:
@@ -202,7 +218,7 @@ def _continued_from(init):
     trained = init.get("trained") or {}
     plan, hw = trained.get("plan") or {}, trained.get("hardware") or {}
     lines = [f"- continued from `{init['path']}` (SHA-256 `{init['sha256']}`), itself trained "
-             f"{plan.get('total_steps', '?')} steps on {hw.get('device', '?')}: "
+             f"{plan.get('total_steps', '?')} steps on {hardware_words(hw)}: "
              f"`{trained.get('command')}`"]
     if init.get("steps_before") is not None:
         lines.append(f"- steps before this run, over the whole chain: {init['steps_before']}")
@@ -216,6 +232,7 @@ def render_card(card):
     test, base = card["test"], card.get("persistence") or {}
     training, plan, recipe = card["training"], card["plan"], card["recipe"]
     hw = training.get("hardware") or {}
+    steps_in_all = plan["total_steps"] + ((card.get("init") or {}).get("steps_before") or 0)
     lines = [
         f"# Pretrained `{card['name']}`",
         "",
@@ -243,6 +260,13 @@ def render_card(card):
     if base:
         lines.append(f"| repeat the last input frame | {base['mse']:.2f} | {base['mae']:.2f} | "
                      f"{base['ssim']:.4f} | {base['psnr']:.2f} |")
+    if any(math.isinf(row.get("psnr", 0.0)) for row in (test, base)):
+        lines.append(
+            "\nPSNR inf: a forecast frame equal to its target has infinite PSNR (OpenSTL's "
+            "convention), and one such frame makes the mean infinite. In this test set a "
+            "future frame repeats the last input frame exactly (both digits back where they "
+            "were after bouncing)."
+        )
     lines += [
         "",
         "MSE per lead frame (1 to 10):",
@@ -260,13 +284,16 @@ def render_card(card):
         f"- data: fresh Moving MNIST sequences from the MNIST train digits, seed {recipe['seed']}",
         f"- batch {recipe['batch_size']}, one-cycle Adam (peak {recipe['max_learning_rate']}), "
         f"{plan['total_steps']} steps ({plan['epochs']} x {plan['steps_per_epoch']}), "
-        f"{plan['dtype']} (mixed precision), depth-wise form `{plan['depthwise']}`",
-        f"- hardware: {hw.get('device')} ({hw.get('backend')} backend, JAX {hw.get('jax')}, "
-        f"Keras {hw.get('keras')}); fit {training.get('fit_s')} s, whole run "
+        f"{plan['dtype']}{' (mixed precision)' if plan['dtype'] != 'float32' else ''}, "
+        f"depth-wise form `{plan['depthwise']}`",
+        f"- hardware: {hardware_words(hw)}; fit {training.get('fit_s')} s, whole run "
         f"{training.get('wall_s')} s, {training.get('date')}",
         *_continued_from(card.get("init")),
-        f"- re-run: `{training.get('command')}` (on a GPU machine with the Keras JAX backend; "
-        "see benchmarks/gpu_session.sh), then "
+        f"- re-run: `{training.get('command')}`"
+        + (" (on a GPU machine with the Keras JAX backend; see benchmarks/gpu_session.sh)"
+           if not _on_cpu(hw) else " (Keras "
+           f"{hw.get('backend')} backend, set by KERAS_BACKEND)")
+        + ", then "
         f"`python benchmarks/ship_pretrained.py {card['name']} --keras DIR/{card['name']}.keras "
         "--recipe DIR/recipe.json`",
         "",
@@ -278,8 +305,10 @@ def render_card(card):
         *[f"- `{f['path']}` `{f['sha256']}`" for f in card["files"].values()],
         "",
         "## Known limits",
-        "- Trained for minutes, not the papers' 200 epochs: the forecast blurs after a few frames "
-        "(see the per-lead figure); far from STLight-XS's published MSE 24.5.",
+        f"- Trained for {steps_in_all:,} steps of {recipe['batch_size']} sequences in all "
+        f"({steps_in_all * recipe['batch_size']:,} sequences), not the papers' 200 epochs of "
+        "10,000 (2,000,000): the forecast blurs after a few frames (see the per-lead figure); "
+        "far from STLight-XS's published MSE 24.5.",
         "- Moving MNIST only: two 28x28 digits on a 64x64 black canvas, 10 frames in, 10 out.",
         *(["- Full int8 TFLite loses too much accuracy (see above); use the float or the "
             "variant shipped."] if "int8" in card.get("tflite_refused", {}) else

@@ -269,3 +269,19 @@ def test_pretrain_stream_starts_after_the_chain_and_where_a_backup_stopped(tmp_p
     (backup / "training_metadata.json").write_text(json.dumps({"epoch": 3, "batch": -1}))
     assert pretrain.stream_start(backup, {"data_epochs_before": 8}) == 11
     assert pretrain.stream_start(backup, {"data_epochs_before": None}) == 3
+
+
+def test_card_names_the_training_hardware_of_every_backend():
+    """The card's hardware words for a JAX GPU record, a TensorFlow CPU record and an older
+    record that named no device (CPU): device, cores and versions, never "None"."""
+    import ship_pretrained
+
+    gpu = {"backend": "jax", "device": "NVIDIA H200", "jax": "0.11.2", "keras": "3.15.1"}
+    assert ship_pretrained.hardware_words(gpu) == "NVIDIA H200 (jax backend, JAX 0.11.2, Keras 3.15.1)"
+    cpu = {"backend": "tensorflow", "device": "CPU", "cpu": "AMD EPYC 7B13", "cpu_count": 2,
+           "tensorflow": "2.21.0", "keras": "3.15.1"}
+    assert ship_pretrained.hardware_words(cpu) == (
+        "CPU, AMD EPYC 7B13, 2 cores (tensorflow backend, TensorFlow 2.21.0, Keras 3.15.1)")
+    older = {"backend": "tensorflow", "keras": "3.15.1", "cpu_count": 2}
+    words = ship_pretrained.hardware_words(older)
+    assert words.startswith("CPU, model not recorded, 2 cores") and "None" not in words
