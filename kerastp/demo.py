@@ -8,13 +8,15 @@ budget with the one-cycle learning-rate schedule complete. A slower machine gets
 not a longer demo; explicit `epochs` / `steps_per_epoch` override the sizing.
 """
 
+import json
 import math
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
-from kerastp import export, registry, training, visualize
+from kerastp import export, registry, runs, training, visualize
 from kerastp.data import split_frames
 from kerastp.data.sources import get_source
 from kerastp.evaluation import evaluate_arrays
@@ -287,6 +289,43 @@ def _comparison_picture(pretrained, model, path):
     return {"path": str(written), "scores": scores}
 
 
+#: What a demo run writes in its run directory (besides the pictures, which are rewritten).
+_DEMO_RUN_FILES = (runs.CONFIG_FILE, runs.MODEL_FILE, runs.METRICS_FILE, runs.HISTORY_FILE,
+                   "demo.json", runs.BACKUP_DIR, runs.CHECKPOINTS_DIR)  # fmt: skip
+
+
+def _earlier_demo(run_dir, epochs, steps_per_epoch, verbose):
+    """What an earlier demo left in `run_dir` means for this one, whose training is sized to
+    the step rate it measures (so a second demo's plan differs from the first's):
+
+    - a finished demo (its demo.json written) is replaced: its training files are removed and
+      the new demo trains from scratch;
+    - an interrupted one (a run config without demo.json) is resumed with the epochs and
+      steps per epoch it recorded, instead of a new measurement.
+
+    Returns (epochs, steps_per_epoch, sized) for the rest of the demo.
+    """
+    run_dir = Path(run_dir)
+    config_file = run_dir / runs.CONFIG_FILE
+    if not config_file.is_file():
+        return epochs, steps_per_epoch, True
+    if (run_dir / "demo.json").is_file():
+        if verbose:
+            print(f"{run_dir} holds a finished demo: this one replaces it", flush=True)
+        for name in _DEMO_RUN_FILES:
+            path = run_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        return epochs, steps_per_epoch, True
+    recorded = json.loads(config_file.read_text())
+    if verbose:
+        print(f"{run_dir} holds an interrupted demo: resuming its {recorded['epochs']} epochs "
+              f"x {recorded['steps_per_epoch']} steps", flush=True)  # fmt: skip
+    return recorded["epochs"], recorded["steps_per_epoch"], False
+
+
 def run_demo(
     run_dir="runs/demo",
     preset="stlight_tiny",
@@ -340,6 +379,8 @@ def run_demo(
         **settings, epochs=epochs, steps_per_epoch=steps_per_epoch
     ).resolved()
     timings = {}
+    if sized:
+        epochs, steps_per_epoch, sized = _earlier_demo(run_dir, epochs, steps_per_epoch, verbose)
 
     # First the shipped pretrained model, on the test sequences shipped with it (seconds).
     pretrained = None

@@ -313,15 +313,15 @@ PRETRAINED = {
         "files": {
             "keras": {
                 "path": "saved_models/mmnist/mmnist.keras",
-                "sha256": "d028ac89d05716b6a7e262e98c7cc48d1a1526e5d1ddbd1ef91fb939294643e3",
+                "sha256": "ae8112ea5ec0665467e4e72373b1ef9a14a68057a8fbcf1e8681b9262f8439a7",
             },
             "tflite": {
                 "path": "tflite/mmnist/mmnist.tflite",
-                "sha256": "56da366a8790ae3befe55b3de2658a7effcb99944ca74d1aef97925dfc094dcb",
+                "sha256": "2283460fbeebca1bbfecc567b6b1f43930978b72044e48c647202a2f8daa5123",
             },
             "tflite_int8": {
                 "path": "tflite/mmnist/mmnist_int8.tflite",
-                "sha256": "a1a0ce0420a86983b52f88071a5d8270608dd5e40eef23e1e6e3d70f33d092d8",
+                "sha256": "18e3111e971cd605c826ff0a3f240981a0ffc982e9482abb34ab3aaefd110a43",
             },
             "examples": {
                 "path": "saved_models/mmnist/examples.npz",

@@ -126,3 +126,29 @@ def test_budgeted_demo_ends_on_time_with_the_schedule_complete(tmp_path, monkeyp
     assert written["budget"]["measured"]["step_seconds"] == pytest.approx(
         budget["measured"]["step_seconds"]
     )
+    # A second demo in the same run directory measures and sizes afresh (a different plan
+    # than the first's, which the run's config check would refuse) and replaces the first.
+    again = demo.run_demo(
+        run_dir="d", eval_sequences=16, saved_model_dir="m", tflite_dir="t", verbose=0,
+        minutes=minutes,
+    )  # fmt: skip
+    assert again["budget"] is not None and again["budget"]["fits"]
+    model = saving.load_model(tmp_path / "d" / "model.keras")
+    assert int(model.optimizer.iterations.numpy()) == again["total_steps"]
+
+
+def test_an_earlier_demo_is_replaced_when_finished_and_resumed_when_interrupted(tmp_path):
+    """`_earlier_demo`: nothing there, a sized demo; a finished demo (demo.json), its run files
+    removed and other files kept; an interrupted one, its recorded plan and no new sizing."""
+    run = tmp_path / "d"
+    assert demo._earlier_demo(run, None, None, verbose=0) == (None, None, True)
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "epoch_1.keras").write_text("x")
+    (run / "config.json").write_text(json.dumps({"epochs": 7, "steps_per_epoch": 33}))
+    (run / "history.csv").write_text("epoch,loss\n")
+    (run / "notes.txt").write_text("mine")
+    assert demo._earlier_demo(run, None, None, verbose=0) == (7, 33, False)
+    assert (run / "config.json").is_file()  # an interrupted run is kept to resume
+    (run / "demo.json").write_text("{}")
+    assert demo._earlier_demo(run, None, None, verbose=0) == (None, None, True)
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
