@@ -128,7 +128,6 @@ def stream_start(backup, init):
 
 def hardware():
     import keras
-
     from _common import cpu_name
 
     record = {"backend": keras.backend.backend(), "keras": keras.__version__,

@@ -279,7 +279,8 @@ def test_card_names_the_training_hardware_of_every_backend():
     import ship_pretrained
 
     gpu = {"backend": "jax", "device": "NVIDIA H200", "jax": "0.11.2", "keras": "3.15.1"}
-    assert ship_pretrained.hardware_words(gpu) == "NVIDIA H200 (jax backend, JAX 0.11.2, Keras 3.15.1)"
+    words = ship_pretrained.hardware_words(gpu)
+    assert words == "NVIDIA H200 (jax backend, JAX 0.11.2, Keras 3.15.1)"
     cpu = {"backend": "tensorflow", "device": "CPU", "cpu": "AMD EPYC 7B13", "cpu_count": 2,
            "tensorflow": "2.21.0", "keras": "3.15.1"}
     assert ship_pretrained.hardware_words(cpu) == (
