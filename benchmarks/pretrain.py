@@ -270,11 +270,10 @@ def main(argv=None):
     callbacks = [keras.callbacks.BackupAndRestore(str(out / "backup"))]
     if deadline:
         callbacks.append(Deadline(deadline - args.reserve_s))
-    first_data_epoch = (init or {}).get("data_epochs_before") or 0
+    first_data_epoch = stream_start(out / "backup", init)  # this process's first
     fit_start = time.time()
-    history = model.fit(stream(stream_start(out / "backup", init), plan["steps_per_epoch"]),
-                        epochs=plan["epochs"], verbose=2,
-                        callbacks=callbacks)
+    history = model.fit(stream(first_data_epoch, plan["steps_per_epoch"]), epochs=plan["epochs"],
+                        verbose=2, callbacks=callbacks)
     fit_s = time.time() - fit_start
     epochs_done = len(history.history.get("loss", []))
     finished = not model.stop_training or epochs_done >= plan["epochs"]

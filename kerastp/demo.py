@@ -8,7 +8,6 @@ budget with the one-cycle learning-rate schedule complete. A slower machine gets
 not a longer demo; explicit `epochs` / `steps_per_epoch` override the sizing.
 """
 
-import json
 import math
 import shutil
 import time
@@ -20,7 +19,7 @@ from kerastp import export, registry, runs, training, visualize
 from kerastp.data import split_frames
 from kerastp.data.sources import get_source
 from kerastp.evaluation import evaluate_arrays
-from kerastp.saving import write_json
+from kerastp.saving import read_json, write_json
 from kerastp.validation import check_output_dir, finite_number, positive_int
 
 #: Default wall-time budget of `kerastp demo` in minutes: baselines, measuring the step rate,
@@ -319,7 +318,7 @@ def _earlier_demo(run_dir, epochs, steps_per_epoch, verbose):
             elif path.exists():
                 path.unlink()
         return epochs, steps_per_epoch, True
-    recorded = json.loads(config_file.read_text())
+    recorded = read_json(config_file)
     if verbose:
         print(f"{run_dir} holds an interrupted demo: resuming its {recorded['epochs']} epochs "
               f"x {recorded['steps_per_epoch']} steps", flush=True)  # fmt: skip
