@@ -4,8 +4,10 @@ Every result file records the machine it was measured on (`machine()`), so a tab
 later, or next to one from another machine, says where its numbers come from.
 """
 
+import hashlib
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 from kerastp.saving import write_json
@@ -113,6 +115,31 @@ def cpu_name():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def git_commit_holding(path, sha256):
+    """The newest git commit whose version of `path` has this SHA-256, else None.
+
+    A continued model's card names the file it started from; that file is replaced when the
+    continuation ships, and this commit is where the earlier one can still be read
+    (`git show COMMIT:PATH`). None outside a git checkout or when no commit holds it.
+    """
+    path = Path(path).resolve()
+
+    def git(*args, cwd=None):
+        return subprocess.run(["git", *args], cwd=cwd or top, capture_output=True,
+                              check=True).stdout
+
+    try:
+        top = Path(git("rev-parse", "--show-toplevel", cwd=path.parent).decode().strip())
+        relative = path.relative_to(top).as_posix()
+        commits = git("log", "--format=%H", "--", relative).decode().split()
+        for commit in commits:
+            if hashlib.sha256(git("show", f"{commit}:{relative}")).hexdigest() == sha256:
+                return commit
+    except (OSError, ValueError, subprocess.CalledProcessError):
+        return None
+    return None
 
 
 def machine():

@@ -217,12 +217,24 @@ def _continued_from(init):
         return []
     trained = init.get("trained") or {}
     plan, hw = trained.get("plan") or {}, trained.get("hardware") or {}
-    lines = [f"- continued from `{init['path']}` (SHA-256 `{init['sha256']}`), itself trained "
-             f"{plan.get('total_steps', '?')} steps on {hardware_words(hw)}: "
+    kept = (f"; kept in git: `git show {init['git_commit'][:12]}:{init['path']}`"
+            if init.get("git_commit") else "")
+    lines = [f"- continued from `{init['path']}` (SHA-256 `{init['sha256']}`{kept}), itself "
+             f"trained {plan.get('total_steps', '?')} steps on {hardware_words(hw)}: "
              f"`{trained.get('command')}`"]
     if init.get("steps_before") is not None:
         lines.append(f"- steps before this run, over the whole chain: {init['steps_before']}")
     return lines
+
+
+def _with_git_commit(init):
+    """The init record plus `git_commit`: where the file it started from is kept once the
+    continuation replaces it (None when no commit of this checkout holds it)."""
+    if not init or init.get("git_commit"):
+        return init
+    from _common import git_commit_holding
+
+    return {**init, "git_commit": git_commit_holding(ROOT / init["path"], init["sha256"])}
 
 
 def render_card(card):
@@ -448,7 +460,7 @@ def main(argv=None):
         },
         "recipe": recipe.get("recipe"),
         "plan": recipe.get("plan"),
-        "init": recipe.get("init"),
+        "init": _with_git_commit(recipe.get("init")),
         "training": {k: recipe.get(k) for k in ("fit_s", "wall_s", "hardware", "date",
                                                  "command", "loss")},
         "test": {k: scores[k] for k in scores if not isinstance(scores[k], dict)},

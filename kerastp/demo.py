@@ -32,8 +32,11 @@ MIN_STEPS_PER_EPOCH = 20
 #: Largest share of the training time that the per-epoch work (validation, checkpoints) may
 #: take; fewer epochs when it would take more.
 MAX_EPOCH_WORK_SHARE = 0.1
-#: The part of the budget kept free for what the estimates miss (a busy machine).
-SAFETY_SHARE = 0.07
+#: The part of the budget kept free for what the estimates miss (a busy machine). On 2 shared
+#: CPU cores the fit has run from 0.92x to 1.18x the time planned from the 4-s calibration
+#: (`kerastp demo`, 2026-11-27 and 11-28: 147 s against 160 s planned; 194 s against 172 s,
+#: which ended 7 s over a 3.5-min budget with 7% kept free).
+SAFETY_SHARE = 0.15
 #: Seconds spent timing training steps in `measure_step_rate` (after the traced first step);
 #: a budget under about two minutes spends 3% of itself.
 CALIBRATION_SECONDS = 4.0

@@ -288,3 +288,42 @@ def test_card_names_the_training_hardware_of_every_backend():
     older = {"backend": "tensorflow", "keras": "3.15.1", "cpu_count": 2}
     words = ship_pretrained.hardware_words(older)
     assert words.startswith("CPU, model not recorded, 2 cores") and "None" not in words
+
+
+def test_a_continued_card_says_which_commit_keeps_the_file_it_started_from(tmp_path):
+    """The file a continuation started from is replaced when it ships: the card names the
+    newest commit whose version of that path has the recorded SHA-256, and none when no
+    commit (or no git checkout) holds it."""
+    import hashlib
+
+    import ship_pretrained
+    from _common import git_commit_holding
+
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                              cwd=tmp_path, capture_output=True, check=True, text=True).stdout
+
+    git("init", "-q")
+    model = tmp_path / "saved_models" / "m" / "m.keras"
+    model.parent.mkdir(parents=True)
+    commits, digests = [], []
+    for content in (b"first weights", b"second weights", b"first weights"):
+        model.write_bytes(content)
+        git("add", "-A")
+        git("commit", "-q", "-m", "w")
+        commits.append(git("rev-parse", "HEAD").strip())
+        digests.append(hashlib.sha256(content).hexdigest())
+    model.write_bytes(b"shipped later")  # the continuation replaced it, uncommitted
+    assert git_commit_holding(model, digests[1]) == commits[1]
+    assert git_commit_holding(model, digests[0]) == commits[2]  # the newest holding it
+    assert git_commit_holding(model, "0" * 64) is None
+    outside = tmp_path.parent / f"{tmp_path.name}_no_git.keras"
+    outside.write_bytes(b"x")
+    assert git_commit_holding(outside, "0" * 64) is None
+
+    init = {"path": "saved_models/m/m.keras", "sha256": digests[1], "git_commit": commits[1],
+            "steps_before": 500, "trained": {"plan": {"total_steps": 500}, "command": "c",
+                                             "hardware": {"backend": "jax", "device": "GPU"}}}
+    line = ship_pretrained._continued_from(init)[0]
+    assert f"git show {commits[1][:12]}:saved_models/m/m.keras" in line
+    assert "git show" not in ship_pretrained._continued_from({**init, "git_commit": None})[0]
