@@ -272,6 +272,11 @@ def render_card(card):
     if base:
         lines.append(f"| repeat the last input frame | {base['mse']:.2f} | {base['mae']:.2f} | "
                      f"{base['ssim']:.4f} | {base['psnr']:.2f} |")
+    if card.get("check"):
+        check = card["check"]
+        lines.append(f"\nThe first {check['sequences']} of these sequences, which the tests "
+                     f"reproduce from the shipped file (relative 1e-4): MSE {check['mse']:.4f}, "
+                     f"SSIM {check['ssim']:.4f}.")
     if any(math.isinf(row.get("psnr", 0.0)) for row in (test, base)):
         lines.append(
             "\nPSNR inf: a forecast frame equal to its target has infinite PSNR (OpenSTL's "
@@ -343,8 +348,21 @@ def main(argv=None):
     ap.add_argument("--quantized-order", default="int8,dynamic,fp16")
     ap.add_argument("--card-only", action="store_true",
                     help="only write MODEL_CARD.md from the existing model_card.json")
+    ap.add_argument("--check-only", action="store_true",
+                    help="only record the shipped model's reproduction check in its card")
     args = ap.parse_args(argv)
     card_json = ROOT / "saved_models" / args.name / "model_card.json"
+    if args.check_only:
+        from kerastp.saving import atomic_write, write_json
+
+        card = json.loads(card_json.read_text())
+        if card.get("kind") == "nowcasting":
+            raise SystemExit(f"{args.name}: a nowcaster's card is reproduced on its validation "
+                             "windows (tests/test_pretrained.py), not by --check-only")
+        card["check"] = reproduction_check(args.keras, card["data"]["source"], args.mnist)
+        write_json(card_json, card)
+        atomic_write(card_json.with_name("MODEL_CARD.md"), render_card(card).encode())
+        return card
     if args.card_only:
         from kerastp.saving import atomic_write
 
@@ -426,6 +444,7 @@ def main(argv=None):
     scores = kerastp.evaluate(keras_path, entry["data"], num_sequences=args.test_sequences,
                               mnist_path=args.mnist, batch_size=50, persistence=True)
     eval_s = time.perf_counter() - start
+    check = reproduction_check(keras_path, entry["data"], args.mnist)
 
     # 4. Shipped example sequences and pictures.
     test = np.asarray(standard_test_set(EXAMPLES, source=entry["data"], path=args.mnist))
@@ -466,6 +485,7 @@ def main(argv=None):
         "test": {k: scores[k] for k in scores if not isinstance(scores[k], dict)},
         "persistence": scores.get("persistence"),
         "eval_seconds": round(eval_s, 1),
+        "check": check,
         "tflite": lite_rows,
         "latency_method": "interleaved",
         "tflite_refused": refused,
@@ -485,6 +505,22 @@ def main(argv=None):
                                np.asarray(model.predict(past, verbose=0)), atol=1e-5)
     assert read_json(sidecar_path(keras_path))["pretrained"] == args.name
     return card
+
+
+#: Test sequences of the reproduction check: the tests reproduce its scores (rel. 1e-4).
+CHECK_SEQUENCES = 100
+
+
+def reproduction_check(keras_path, data, mnist_path=None):
+    """Scores on the first `CHECK_SEQUENCES` test sequences, computed as
+    `kerastp.evaluate(name, num_sequences=CHECK_SEQUENCES)` computes them (default batch),
+    so that `tests/test_pretrained.py` reproduces them from the shipped file."""
+    import kerastp
+
+    scores = kerastp.evaluate(str(keras_path), data, num_sequences=CHECK_SEQUENCES,
+                              mnist_path=mnist_path)
+    return {"sequences": CHECK_SEQUENCES,
+            **{k: float(scores[k]) for k in ("mse", "mae", "ssim", "psnr")}}
 
 
 def ship_machine():

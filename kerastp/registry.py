@@ -313,15 +313,15 @@ PRETRAINED = {
         "files": {
             "keras": {
                 "path": "saved_models/mmnist/mmnist.keras",
-                "sha256": "ae8112ea5ec0665467e4e72373b1ef9a14a68057a8fbcf1e8681b9262f8439a7",
+                "sha256": "51bd4a0cf264c4c3af8ea1bb7c9c7d5f1d4b900e92aa4aca62fb0faa7c34d350",
             },
             "tflite": {
                 "path": "tflite/mmnist/mmnist.tflite",
-                "sha256": "2283460fbeebca1bbfecc567b6b1f43930978b72044e48c647202a2f8daa5123",
+                "sha256": "4ee0b409b58916e9836814c09b22c20b9abbf3bcbaba234149095333487e4f44",
             },
             "tflite_int8": {
                 "path": "tflite/mmnist/mmnist_int8.tflite",
-                "sha256": "18e3111e971cd605c826ff0a3f240981a0ffc982e9482abb34ab3aaefd110a43",
+                "sha256": "cb467dd005f7baf1447793592a976eb1bc4ab0066eb6659c5f59bcf166f07dc4",
             },
             "examples": {
                 "path": "saved_models/mmnist/examples.npz",

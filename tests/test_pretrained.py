@@ -1,5 +1,6 @@
 """Pretrained models: shipped files found, checksummed, loaded and forecasting well."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -122,9 +123,14 @@ def test_cli_predicts_and_evaluates_a_pretrained_name(tmp_path, shared_mnist):
     assert cli.main(["predict", "--model", "mmnist", "--out", str(out),
                      "--mnist-path", str(mnist_path)]) == 0
     assert out.is_file() and out.with_suffix(".gif").is_file()
-    result = kerastp.evaluate("mmnist", num_sequences=16, mnist_path=mnist_path,
+    # The card's reproduction check: its first test sequences, scored from the shipped file.
+    check = json.loads(pretrained.pretrained_file("mmnist", "keras").with_name(
+        "model_card.json").read_text())["check"]
+    result = kerastp.evaluate("mmnist", num_sequences=check["sequences"], mnist_path=mnist_path,
                               persistence=True)
-    assert result["data"] == "mnist" and result["n_sequences"] == 16
+    assert result["data"] == "mnist" and result["n_sequences"] == check["sequences"] == 100
+    for key in ("mse", "mae", "ssim"):
+        assert result[key] == pytest.approx(check[key], rel=1e-4), key
     assert result["mse"] < 0.5 * result["persistence"]["mse"]
 
 
