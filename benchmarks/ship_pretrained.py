@@ -339,8 +339,8 @@ def render_card(card):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("name")
-    ap.add_argument("--keras", required=True, help="the trained .keras file")
-    ap.add_argument("--recipe", required=True, help="the training run's recipe.json")
+    ap.add_argument("--keras", help="the trained .keras file (--check-only: the shipped one)")
+    ap.add_argument("--recipe", help="the training run's recipe.json")
     ap.add_argument("--mnist", default=None)
     ap.add_argument("--row", default=None,
                     help="radar: the row of the nowcasting.json given as --recipe")
@@ -352,6 +352,8 @@ def main(argv=None):
                     help="only record the shipped model's reproduction check in its card")
     args = ap.parse_args(argv)
     card_json = ROOT / "saved_models" / args.name / "model_card.json"
+    if not (args.card_only or args.check_only) and not (args.keras and args.recipe):
+        ap.error("--keras and --recipe are required to ship a model")
     if args.check_only:
         from kerastp.saving import atomic_write, write_json
 
@@ -359,7 +361,8 @@ def main(argv=None):
         if card.get("kind") == "nowcasting":
             raise SystemExit(f"{args.name}: a nowcaster's card is reproduced on its validation "
                              "windows (tests/test_pretrained.py), not by --check-only")
-        card["check"] = reproduction_check(args.keras, card["data"]["source"], args.mnist)
+        keras_path = args.keras or ROOT / card["files"]["keras"]["path"]
+        card["check"] = reproduction_check(keras_path, card["data"]["source"], args.mnist)
         write_json(card_json, card)
         atomic_write(card_json.with_name("MODEL_CARD.md"), render_card(card).encode())
         return card
