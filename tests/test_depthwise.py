@@ -184,6 +184,19 @@ def test_native_row_bands_sum_to_the_whole_kernel(kernel, dilation, padding, max
     np.testing.assert_allclose(split.numpy(), reference.numpy(), atol=1e-5)
 
 
+def test_training_in_the_native_form_is_refused_by_name(monkeypatch):
+    """Its gradients would ignore the dilation (or abort in oneDNN): fit says why instead."""
+    monkeypatch.setenv(depthwise.ENV_VAR, "native")
+    model = keras.Sequential([
+        keras.Input((12, 12, 3)), DepthwiseConv2D(7, padding="same", dilation_rate=3),
+    ])  # fmt: skip
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.ones((2, 12, 12, 3), "float32")
+    assert model.predict(x, verbose=0).shape == (2, 12, 12, 3)  # inference still runs
+    with pytest.raises(ValueError, match="'native' depth-wise form is for inference"):
+        model.fit(x, x, epochs=1, verbose=0)
+
+
 def test_export_scope_uses_the_native_form_and_restores_the_choice():
     layer = DepthwiseConv2D(7, padding="same", dilation_rate=3)
     layer.build((None, 16, 16, 4))

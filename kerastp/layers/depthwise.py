@@ -19,16 +19,15 @@ config and picks the form per backend:
   dilation factor, which XNNPACK runs directly (issue "Edge forecasting at full speed").
   TensorFlow's CPU gradient kernels of that op ignore the dilation, so the export uses it
   (`using_depthwise_implementation("native")` while it traces the serving graph) and
-  training never does. XNNPACK's single-pass depth-wise kernels cover at most 25 taps
-  (`XNNPACK_MAX_TAPS`); a larger kernel (STLight's 7x7) falls to a path several times
-  slower (benchmarks/results/tflite_ops.md: a 7x7, dilation-3 convolution on
-  (1, 32, 32, 800) takes 6.73 ms at 2 threads, the same taps as bands of 3x7, 3x7 and 1x7
-  rows 1.92 ms, one run). The native form therefore splits such a kernel (rows wider than
-  25 taps stay one op) into bands of whole rows of at most 25 taps, each a VALID
-  `DepthwiseConv2dNative` on the input cropped and padded to
-  the band's offsets, and adds them: the same products, summed in another order (float32
-  differences ~1e-6 of the output's scale). A small undilated kernel is the same op as
-  Keras' form;
+  training never does (a layer called with `training=True` in this form raises). XNNPACK's
+  single-pass depth-wise kernels cover at most 25 taps (`XNNPACK_MAX_TAPS`); a larger kernel
+  (STLight's 7x7) falls to a path several times slower (benchmarks/results/tflite_ops.md: a
+  7x7, dilation-3 convolution on (1, 32, 32, 800) takes 6.73 ms at 2 threads, the same taps
+  as bands of 3x7, 3x7 and 1x7 rows 1.92 ms, one run). The native form therefore splits such
+  a kernel (rows wider than 25 taps stay one op) into bands of whole rows of at most 25
+  taps, each a VALID `DepthwiseConv2dNative` on the input cropped and padded to the band's
+  offsets, and adds them: the same products, summed in another order (float32 differences
+  ~1e-6 of the output's scale). A small undilated kernel is the same op as Keras' form;
 
 Only stride 1, depth multiplier 1 and "same"/"valid" padding take the alternative paths; any
 other setting falls back to ``"keras"``. `KERASTP_DEPTHWISE` (environment) or
@@ -307,10 +306,16 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
             outputs = ops.add(outputs, ops.cast(self.bias[start:stop], outputs.dtype))
         return outputs if self.activation is None else self.activation(outputs)
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         name = self._alternative()
         if name is None:
             return super().call(inputs)
+        if name == "native" and training:
+            raise ValueError(
+                f"{self.name}: the 'native' depth-wise form is for inference and export only "
+                "(TensorFlow's CPU gradients of DepthwiseConv2dNative ignore its dilation); "
+                f"train with {ENV_VAR} unset or set to 'auto', 'keras' or 'shift'"
+            )
         # The shift form takes the float32 variable as it is (it computes in float32).
         kernel = self.kernel if name == "shift" else ops.cast(self.kernel, inputs.dtype)
         outputs = depthwise_conv(inputs, kernel, self.dilation_rate, self.padding, name)
