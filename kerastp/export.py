@@ -40,7 +40,11 @@ from kerastp.saving import (  # noqa: E402
     temporary_sibling,
     write_json,
 )
-from kerastp.validation import check_output_dir, finite_number  # noqa: E402
+from kerastp.validation import (  # noqa: E402
+    check_output_dir,
+    check_saved_model_target,
+    finite_number,
+)
 
 #: The depth-wise form serving graphs are traced with (`kerastp.layers.depthwise`): "native"
 #: makes each dilated depth-wise convolution one DEPTHWISE_CONV_2D in TFLite instead of
@@ -211,8 +215,8 @@ def export_saved_model(
     Returns:
         The sidecar dict.
     """
+    path = check_saved_model_target(path)
     model = float32_model(model)
-    path = Path(path)
     probe = probe_batch(model, batch_size=3) if probe is None else np.asarray(probe, np.float32)
     batches = [probe[:1], probe] if len(probe) > 1 else [probe]
     tmp = temporary_sibling(path)
@@ -620,7 +624,12 @@ def export_all(
 
     Returns:
         dict mapping "keras", "saved_model", "tflite" to (path, sidecar).
+
+    Raises:
+        FileExistsError: before anything is written, where the SavedModel would replace a
+            directory that is not a SavedModel (`check_saved_model_target`).
     """
+    check_saved_model_target(_targets(name, saved_model_dir, tflite_dir)["saved_model"][1])
     return {
         kind: (path, exporter(model, path, preset=preset, data_scale=data_scale, probe=probe))
         for kind, (exporter, path) in _targets(name, saved_model_dir, tflite_dir).items()
@@ -715,6 +724,10 @@ def export_artifacts(
     trained_on = getattr(record, "training_backend", None) or "unknown"
     name = name or preset or Path(model_path).stem
     targets = _targets(name, saved_model_dir, tflite_dir)
+    if "saved_model" in formats:
+        # e.g. `--model mmnist` from a source checkout: saved_models/mmnist/ holds the
+        # shipped files, which an export must not replace.
+        check_saved_model_target(targets["saved_model"][1])
     # Everything the exports need is gathered before the first artifact is written.
     representative, validation = (None, None)
     if "tflite" in formats and quantize in options.INTEGER_QUANTIZATIONS:

@@ -166,6 +166,37 @@ def check_output_file(path, name):
     return path
 
 
+def check_saved_model_target(path, name="SavedModel directory"):
+    """Checks that a SavedModel may be written at `path`, replacing only an earlier SavedModel;
+    returns it as a Path.
+
+    A SavedModel is a directory that an export replaces whole, so an existing directory that is
+    not a SavedModel (a pretrained model's folder, a run, the user's own files) is refused
+    rather than deleted.
+
+    Raises:
+        FileExistsError: a file, or a non-empty directory without `saved_model.pb`, at `path`.
+        NotADirectoryError / PermissionError: as `check_output_file`.
+    """
+    path = pathlib.Path(path).expanduser()
+    if path.is_dir():
+        entries = sorted(p.name for p in path.iterdir())
+        if entries and "saved_model.pb" not in entries:
+            shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+            raise FileExistsError(
+                f"{name} {str(path)!r} exists and is not a SavedModel (it holds {shown}); "
+                "kerastp replaces only an earlier SavedModel there: choose another directory "
+                "or name"
+            )
+        if not os.access(path, os.W_OK | os.X_OK) or not os.access(path.parent, os.W_OK):
+            raise PermissionError(f"{name} {str(path)!r} cannot be replaced (not writable)")
+        return path
+    if path.exists() or path.is_symlink():
+        raise FileExistsError(f"{name} {str(path)!r} exists and is a file, not a SavedModel")
+    _check_creatable(path, name)
+    return path
+
+
 def check_input_path(path, name, *, directory_ok=False):
     """Checks that `path` exists and can be read; returns it as a Path.
 

@@ -265,7 +265,9 @@ def predict_to_pictures(model_path, out, data=None, index=0, inputs=None, mnist_
     `out` ends in `.npy`, the forecast is written back in the data's units.
 
     Args:
-        model_path: `.keras`, run directory, SavedModel directory or `.tflite`.
+        model_path: `.keras`, run directory, SavedModel directory, `.tflite` or a pretrained
+            name (whose shipped test sequences serve the indices they cover, with no data
+            file: `kerastp.pretrained.shipped_test_example`).
         out: destination; `.png` and `.gif` are written beside each other, or, for a name
             ending in `.npy`, the forecast array (T_out, H, W, C) alone.
         data: the data source `index` refers to; None: the one the model was trained on
@@ -283,16 +285,27 @@ def predict_to_pictures(model_path, out, data=None, index=0, inputs=None, mnist_
         inputs = check_input_path(inputs, "inputs")
     elif isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 10_000:
         raise ValueError(f"`index` must be an integer in [0, 10000), got index={index!r}")
-    from kerastp.pretrained import resolve_model_path
+    from kerastp.pretrained import resolve_model_path, shipped_test_example
 
-    model_path = resolve_model_path(model_path)
+    pretrained = resolve_model_path(model_path)
+    # A pretrained name forecasts the test sequences shipped with it where they cover `index`
+    # (mmnist's first 8): offline, with no MNIST file, the same frames the data would give.
+    shipped_name = model_path if pretrained is not model_path else None
+    model_path = pretrained
     model = load_forecaster(model_path)
     source = RunRecord.of(model_path).source(data, mnist_path=mnist_path)
     scaled = source.has_units
     truth = None
+    shipped = None
+    if inputs is None and shipped_name is not None and data is None and mnist_path is None:
+        shipped = shipped_test_example(
+            shipped_name, index, model.input_frames, model.output_frames
+        )
     if inputs is not None:
         past = load_inputs(inputs, _frame_shape(model), data_units=scaled)
         past = source.transform(past) if scaled else past
+    elif shipped is not None:
+        past, truth = shipped
     else:
         past, truth = source.example(model, index)
     if out.suffix == ".npy":

@@ -134,6 +134,60 @@ def test_cli_predicts_and_evaluates_a_pretrained_name(tmp_path, shared_mnist):
     assert result["mse"] < 0.5 * result["persistence"]["mse"]
 
 
+def test_predict_on_a_pretrained_name_needs_no_mnist_for_the_shipped_sequences(
+    tmp_path, monkeypatch, mmnist, examples, capsys
+):
+    """A fresh offline machine: `kerastp predict --model mmnist` forecasts the shipped test
+    sequences; an index beyond them asks for MNIST, naming how to provide it."""
+    from kerastp import cli
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_keras_home"))  # no cached MNIST
+    monkeypatch.setenv("KERASTP_MNIST", str(tmp_path / "no_mnist_here"))  # any lookup fails
+    assert cli.main(["predict", "--model", "mmnist", "--out", str(tmp_path / "f.png")]) == 0
+    assert (tmp_path / "f.png").is_file() and (tmp_path / "f.gif").is_file()
+    assert cli.main(["predict", "--model", "mmnist", "--index", "5",
+                     "--out", str(tmp_path / "f.npy")]) == 0  # fmt: skip
+    past, _, _ = examples
+    expected = np.asarray(mmnist.predict(past[5:6], verbose=0))[0]
+    np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, atol=1e-5)
+    capsys.readouterr()
+    assert cli.main(["predict", "--model", "mmnist", "--index", str(len(past)),
+                     "--out", str(tmp_path / "g.png")]) != 0  # fmt: skip
+    assert "no_mnist_here" in capsys.readouterr().err
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_shipped_sequences_are_the_test_set_the_data_source_generates(mmnist, shared_mnist):
+    from kerastp.data.sources.moving_mnist import MnistMovingMnist
+
+    source = MnistMovingMnist(mnist_path=shared_mnist)
+    for index in (0, 7):
+        shipped = pretrained.shipped_test_example("mmnist", index, 10, 10)
+        generated = source.example(mmnist, index)
+        for a, b in zip(shipped, generated, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert pretrained.shipped_test_example("mmnist", 8, 10, 10) is None
+    assert pretrained.shipped_test_example("radar", 0, 6, 12) is None  # windows, not indices
+
+
+def test_exporting_a_pretrained_name_never_replaces_its_shipped_folder(tmp_path, capsys):
+    """`kerastp export --model mmnist` from a checkout would write the SavedModel to
+    saved_models/mmnist/, the folder of the shipped files: refused before anything is written."""
+    from kerastp import cli
+
+    shipped = tmp_path / "saved_models" / "mmnist"
+    shipped.mkdir(parents=True)
+    (shipped / "MODEL_CARD.md").write_text("card")
+    code = cli.main(["export", "--model", "mmnist", "--saved-model-dir",
+                     str(tmp_path / "saved_models"), "--tflite-dir", str(tmp_path / "tflite")])
+    assert code == 2  # a usage error, reported without a traceback
+    err = capsys.readouterr().err
+    assert "is not a SavedModel" in err and "MODEL_CARD.md" in err
+    assert (shipped / "MODEL_CARD.md").read_text() == "card"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["MODEL_CARD.md", "mmnist",
+                                                           "saved_models"]
+
+
 @pytest.fixture(scope="module")
 def radar_examples():
     data = load_npz(pretrained.pretrained_file("radar", "examples"))
