@@ -313,15 +313,15 @@ PRETRAINED = {
         "files": {
             "keras": {
                 "path": "saved_models/mmnist/mmnist.keras",
-                "sha256": "51bd4a0cf264c4c3af8ea1bb7c9c7d5f1d4b900e92aa4aca62fb0faa7c34d350",
+                "sha256": "2e83832f4e4be0c99d9632bb34207bb42a8dfae0dce8868c789dcbf2c4700209",
             },
             "tflite": {
                 "path": "tflite/mmnist/mmnist.tflite",
-                "sha256": "4ee0b409b58916e9836814c09b22c20b9abbf3bcbaba234149095333487e4f44",
+                "sha256": "46f67d9a933b36470f0abf31d3952f08f492b32e3321bf6b37752eee9ad067da",
             },
             "tflite_int8": {
                 "path": "tflite/mmnist/mmnist_int8.tflite",
-                "sha256": "cb467dd005f7baf1447793592a976eb1bc4ab0066eb6659c5f59bcf166f07dc4",
+                "sha256": "534033b272b4f2f52b49d3149ca47811e2334ddc41b7d8011adfa463c357e142",
             },
             "examples": {
                 "path": "saved_models/mmnist/examples.npz",
