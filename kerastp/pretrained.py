@@ -111,27 +111,3 @@ def resolve_model_path(model):
         if str(model) in PRETRAINED:
             return pretrained_file(str(model), "keras")
     return model
-
-
-def shipped_test_example(name, index, input_frames, output_frames):
-    """`(past, truth)` of test sequence `index` from the sequences shipped with pretrained model
-    `name`, or None where none is shipped for that index.
-
-    `mmnist`'s `examples.npz` holds the first sequences of the fixed Moving MNIST test set (made
-    from MNIST test digits), so for those indices this is what the data source would generate,
-    with no MNIST file and no download. `radar` ships validation windows, not indexed test
-    sequences: None.
-    """
-    from kerastp.saving import load_npz
-
-    entry = PRETRAINED.get(str(name), {}).get("files", {}).get("examples")
-    if entry is None:
-        return None
-    examples = load_npz(pretrained_file(str(name), "examples"))
-    sequences = examples.get("sequences")
-    if sequences is None or not 0 <= index < len(sequences):
-        return None
-    from kerastp.data.moving_mnist import split_frames
-
-    past, truth = split_frames(sequences[index : index + 1], input_frames, output_frames)
-    return past[0], truth[0]

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import numpy as np
 
+from kerastp.data.moving_mnist import split_frames
 from kerastp.forecasters import load_forecaster
 from kerastp.runs import RunRecord
-from kerastp.saving import atomic_write, save_npy
+from kerastp.saving import atomic_write, load_npz, save_npy
 from kerastp.validation import (
     check_frames,
     check_input_path,
@@ -257,6 +258,29 @@ def load_inputs(path, frame_shape=None, data_units=False):
     return past
 
 
+def shipped_test_example(name, index, input_frames, output_frames):
+    """`(past, truth)` of test sequence `index` from the sequences shipped with pretrained model
+    `name`, or None where none is shipped for that index.
+
+    `mmnist`'s `examples.npz` holds the first sequences of the fixed Moving MNIST test set (made
+    from MNIST test digits), so for those indices this is what the data source would generate,
+    with no MNIST file and no download. `radar` ships validation windows, not indexed test
+    sequences: None.
+    """
+    from kerastp.pretrained import pretrained_file
+    from kerastp.registry import PRETRAINED
+
+    entry = PRETRAINED.get(str(name), {}).get("files", {}).get("examples")
+    if entry is None:
+        return None
+    examples = load_npz(pretrained_file(str(name), "examples"))
+    sequences = examples.get("sequences")
+    if sequences is None or not 0 <= index < len(sequences):
+        return None
+    past, truth = split_frames(sequences[index : index + 1], input_frames, output_frames)
+    return past[0], truth[0]
+
+
 def predict_to_pictures(model_path, out, data=None, index=0, inputs=None, mnist_path=None):
     """Forecasts one sequence with a saved model and writes a PNG strip and a GIF, or a `.npy`.
 
@@ -267,7 +291,7 @@ def predict_to_pictures(model_path, out, data=None, index=0, inputs=None, mnist_
     Args:
         model_path: `.keras`, run directory, SavedModel directory, `.tflite` or a pretrained
             name (whose shipped test sequences serve the indices they cover, with no data
-            file: `kerastp.pretrained.shipped_test_example`).
+            file: `shipped_test_example`).
         out: destination; `.png` and `.gif` are written beside each other, or, for a name
             ending in `.npy`, the forecast array (T_out, H, W, C) alone.
         data: the data source `index` refers to; None: the one the model was trained on
@@ -285,7 +309,7 @@ def predict_to_pictures(model_path, out, data=None, index=0, inputs=None, mnist_
         inputs = check_input_path(inputs, "inputs")
     elif isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 10_000:
         raise ValueError(f"`index` must be an integer in [0, 10000), got index={index!r}")
-    from kerastp.pretrained import resolve_model_path, shipped_test_example
+    from kerastp.pretrained import resolve_model_path
 
     pretrained = resolve_model_path(model_path)
     # A pretrained name forecasts the test sequences shipped with it where they cover `index`

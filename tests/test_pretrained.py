@@ -159,15 +159,16 @@ def test_predict_on_a_pretrained_name_needs_no_mnist_for_the_shipped_sequences(
 
 def test_shipped_sequences_are_the_test_set_the_data_source_generates(mmnist, shared_mnist):
     from kerastp.data.sources.moving_mnist import MnistMovingMnist
+    from kerastp.visualize import shipped_test_example
 
     source = MnistMovingMnist(mnist_path=shared_mnist)
     for index in (0, 7):
-        shipped = pretrained.shipped_test_example("mmnist", index, 10, 10)
+        shipped = shipped_test_example("mmnist", index, 10, 10)
         generated = source.example(mmnist, index)
         for a, b in zip(shipped, generated, strict=True):
             np.testing.assert_array_equal(a, b)
-    assert pretrained.shipped_test_example("mmnist", 8, 10, 10) is None
-    assert pretrained.shipped_test_example("radar", 0, 6, 12) is None  # windows, not indices
+    assert shipped_test_example("mmnist", 8, 10, 10) is None
+    assert shipped_test_example("radar", 0, 6, 12) is None  # windows, not indices
 
 
 def test_exporting_a_pretrained_name_never_replaces_its_shipped_folder(tmp_path, capsys):
