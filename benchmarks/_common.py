@@ -180,6 +180,85 @@ def machine_line(info):
     return f"{where}; TensorFlow {versions['tensorflow']}, Keras {versions['keras']}"
 
 
+#: The package versions a row's `measured_on` keeps, with their names in a table's legend.
+_VERSIONS = {
+    "tensorflow": "TensorFlow",
+    "keras": "Keras",
+    "ai_edge_litert": "LiteRT",
+    "onnxruntime": "ONNX Runtime",
+}
+
+
+def measured_on(info, date=None):
+    """Where and when a row was measured: `info` is `machine()`'s record, `date` an ISO day
+    (today when None). Rows kept by `--append` carry theirs, so a table mixing runs names
+    each row's machine (`machines_legend`)."""
+    import time
+
+    versions = info.get("versions", {})
+    return {
+        "cpu": info["cpu"],
+        "cores": info["cores"],
+        "gpus": list(info.get("gpus", [])),
+        "date": date or time.strftime("%Y-%m-%d"),
+        "versions": {k: versions.get(k) for k in _VERSIONS},
+    }
+
+
+def append_rows(previous, kept, rows, info):
+    """`kept` rows of an earlier payload `previous` followed by this run's `rows`, each row
+    with its `measured_on`. A kept row recorded before rows carried one takes the earlier
+    payload's machine (and its `date`, if it recorded one)."""
+    if kept:
+        earlier = measured_on(previous["machine"], previous.get("date") or "date not recorded")
+        kept = [{"measured_on": earlier, **row} for row in kept]
+    now = measured_on(info)
+    return list(kept) + [{**row, "measured_on": now} for row in rows]
+
+
+def _where(entry):
+    where = f"{entry['cpu']}, {entry['cores']} cores"
+    if entry["gpus"]:
+        where = f"{', '.join(entry['gpus'])} + {where}"
+    versions = ", ".join(
+        f"{label} {entry['versions'][key]}"
+        for key, label in _VERSIONS.items()
+        if entry["versions"].get(key)
+    )
+    return f"{where}, {entry['date']}" + (f" ({versions})" if versions else "")
+
+
+def machines_legend(rows, payload=None):
+    """(legend, tag) for a table's rows by their `measured_on` (rows without one: that of
+    `payload`'s machine and date): one machine gives its line and empty tags; several give
+    "rows measured on [A] machine, date; [B] ..." and `tag(row)` = " [A]" etc."""
+    import json
+
+    fallback = None
+    if payload is not None:
+        fallback = measured_on(payload["machine"], payload.get("date") or "date not recorded")
+
+    def where(row):
+        return row.get("measured_on") or fallback
+
+    def key(row):
+        return json.dumps(where(row), sort_keys=True)
+
+    entries = {}
+    for row in rows:
+        entries.setdefault(key(row), where(row))
+    keys = list(entries)
+    if len(keys) == 1:
+        return _where(entries[keys[0]]), lambda row: ""
+    letters = {k: chr(ord("A") + i) for i, k in enumerate(keys)}
+
+    def tag(row):
+        return f" [{letters[key(row)]}]"
+
+    legend = "; ".join(f"[{letters[k]}] {_where(entries[k])}" for k in keys)
+    return f"rows measured on {legend}", tag
+
+
 def write_results(out_dir, name, payload, markdown):
     """Writes `<out_dir>/<name>.json` and `<name>.md` (each atomically)."""
     out_dir = Path(out_dir)

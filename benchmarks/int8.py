@@ -22,7 +22,8 @@ weights; calibrated on procedural Moving MNIST).
         /tmp/nc/models/tau_tiny.keras:radar /tmp/nc/models/ustep_tiny.keras:radar \\
         saved_models/radar/radar.keras:radar --speed-presets stlight_extra_small
 
-Writes `benchmarks/results/int8.json` and `.md` (`--append` keeps the other models' rows).
+Writes `benchmarks/results/int8.json` and `.md`. `--append` keeps the other models' rows, each
+with the machine and day it was measured on (the table names them when they differ).
 """
 
 import argparse
@@ -34,7 +35,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine, machine_line, write_results  # noqa: E402
+from _common import append_rows, machine, machines_legend, write_results  # noqa: E402
 
 from kerastp import bench, export, registry  # noqa: E402
 from kerastp.data.sources import get_source  # noqa: E402
@@ -100,8 +101,9 @@ def measure(model, name, source, workdir, threads, runs, max_seconds, log, score
 
 def markdown(payload):
     threads = payload["threads"]
+    legend, tag = machines_legend(payload["results"], payload)
     lines = [
-        f"Full-integer TFLite (LiteRT) for trained models, {machine_line(payload['machine'])}. "
+        f"Full-integer TFLite (LiteRT) for trained models, {legend}. "
         "MSE: OpenSTL's per-frame sum over the source's held-out sequences, in model scale; "
         "the export gate allows +10% over the Keras model. Latency: median ms at batch 1, "
         f"{' / '.join(str(n) for n in threads)} threads; x fp32: latency over the fp32 "
@@ -114,7 +116,7 @@ def markdown(payload):
     for r in payload["results"]:
         kept = ", ".join(r["float_ops"] + [f"layer {n}" for n in r["float_layers"]]) or "-"
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['conversion']} | {kept} | | fails: "
+            lines.append(f"| {r['model']}{tag(r)} | {r['conversion']} | {kept} | | fails: "
                          f"{r['error'][:80]} | | | | |")  # fmt: skip
             continue
         mse = (f"{r['mse_keras']:.4g} | {r['mse_tflite']:.4g} | {100 * r['mse_increase']:+.2f}%"
@@ -122,8 +124,8 @@ def markdown(payload):
         ms = " / ".join(f"{r['latency_ms'][n]:.2f}" for n in r["latency_ms"])
         ratio = (" / ".join(f"{v:.2f}" for v in r["speed_vs_fp32"].values())
                  if "speed_vs_fp32" in r else "1")  # fmt: skip
-        lines.append(f"| {r['model']} | {r['conversion']} | {kept} | {mse} | {ms} | {ratio} | "
-                     f"{r['bytes'] / 1e6:.2f} MB |")  # fmt: skip
+        lines.append(f"| {r['model']}{tag(r)} | {r['conversion']} | {kept} | {mse} | {ms} | "
+                     f"{ratio} | {r['bytes'] / 1e6:.2f} MB |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -155,12 +157,14 @@ def main(argv=None):
             results += measure(registry.build_model(preset), preset, get_source("procedural"),
                                workdir, args.threads, args.runs, args.max_seconds, print,
                                score=False)  # fmt: skip
-    previous = Path(args.out) / "int8.json"
+    previous, kept = Path(args.out) / "int8.json", []
     if args.append and previous.exists():
         measured = {r["model"] for r in results}
-        kept = [r for r in read_json(previous)["results"] if r["model"] not in measured]
-        results = kept + results
-    payload = {"machine": machine(), "threads": args.threads, "results": results}
+        previous = read_json(previous)
+        kept = [r for r in previous["results"] if r["model"] not in measured]
+    info = machine()
+    results = append_rows(previous, kept, results, info)
+    payload = {"machine": info, "threads": args.threads, "results": results}
     write_results(args.out, "int8", payload, markdown(payload))
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine  # noqa: E402
+from _common import append_rows, machine, machines_legend  # noqa: E402
 
 from kerastp import bench, export, registry  # noqa: E402
 from kerastp.data.sources import get_source  # noqa: E402
@@ -124,16 +124,14 @@ def bench_preset(preset, threads, runs, max_seconds, workdir, log):
 
 
 def markdown(payload):
-    m = payload["machine"]
+    legend, tag = machines_legend(payload["results"], payload)
     timing = (
         f"up to {payload['runs']} timed runs after 3 warm-up runs, at most "
         f"{payload['max_seconds']:.0f} s per row"
     )
     lines = [
-        f"Forecast latency at batch 1 (median of {payload.get('timing_note') or timing}) on "
-        f"{m['cpu']}, "
-        f"{m['cores']} cores; TensorFlow {m['versions']['tensorflow']}, LiteRT "
-        f"{m['versions']['ai_edge_litert']}, ONNX Runtime {m['versions']['onnxruntime']}. "
+        f"Forecast latency at batch 1 (median of {payload.get('timing_note') or timing}), "
+        f"{legend}. "
         "Keras and SavedModel use TensorFlow's default thread pool (all cores). A preset's "
         f"LiteRT and ONNX Runtime files are timed interleaved ({payload.get('rounds', 4)} "
         "rounds of alternating blocks, each with its warm-up runs, each round starting at "
@@ -145,12 +143,12 @@ def markdown(payload):
     ]
     for r in payload["results"]:
         if "error" in r:
-            lines.append(f"| {r['preset']} | | {r['runtime']} | | unavailable | | | |")
+            lines.append(f"| {r['preset']}{tag(r)} | | {r['runtime']} | | unavailable | | | |")
             continue
         size = "" if r["bytes"] is None else f"{r['bytes'] / 1e6:.2f} MB"
         threads = "-" if r["threads"] is None else r["threads"]
         lines.append(
-            f"| {r['preset']} | {r['gmacs']:.3f} | {r['runtime']} | {threads} | "
+            f"| {r['preset']}{tag(r)} | {r['gmacs']:.3f} | {r['runtime']} | {threads} | "
             f"{r['median_ms']:.2f} | {r['p90_ms']:.2f} | {r['gmacs_per_second']:.1f} | {size} |"
         )
     return "\n".join(lines) + "\n"
@@ -169,6 +167,7 @@ def compact(payload):
         ("ONNX Runtime", "onnxruntime"),
     ]
     presets = list(dict.fromkeys(r["preset"] for r in payload["results"]))
+    _, tag = machines_legend(payload["results"], payload)
     lines = [
         "| preset | GMACs | " + " | ".join(name for name, _ in columns) + " | best GMAC/s |",
         "|---|---|" + "---|" * len(columns) + "---|",
@@ -181,7 +180,9 @@ def compact(payload):
             cells.append(" / ".join(f"{r['median_ms']:.1f}" for r in found) if found else "n/a")
         best = max(r["gmacs_per_second"] for r in rows)
         lines.append(
-            f"| {preset} | {rows[0]['gmacs']:.3f} | " + " | ".join(cells) + f" | {best:.1f} |"
+            f"| {preset}{tag(rows[0])} | {rows[0]['gmacs']:.3f} | "
+            + " | ".join(cells)
+            + f" | {best:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -208,11 +209,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     out = Path(args.out)
-    previous, timing_note = [], None
+    previous, previous_payload, timing_note = [], None, None
     if args.append and out.with_suffix(".json").is_file():
         import json
 
         old = json.loads(out.with_suffix(".json").read_text())
+        previous_payload = old
         previous = [r for r in old["results"] if r["preset"] not in args.presets]
         if (old["runs"], old["max_seconds"]) != (args.runs, args.max_seconds):
             kept = sorted({r["preset"] for r in previous}, key=list(registry.PRESETS).index)
@@ -230,8 +232,9 @@ def main(argv=None):
                 preset, args.threads, args.runs, args.max_seconds, workdir, print
             )
     order = {name: i for i, name in enumerate(registry.PRESETS)}
+    info = machine()
     payload = {
-        "machine": machine(),
+        "machine": info,
         "date": time.strftime("%Y-%m-%d"),
         "runs": args.runs,
         "max_seconds": args.max_seconds,
@@ -239,7 +242,9 @@ def main(argv=None):
         "rounds": ROUNDS,
         "threads": args.threads,
         "seconds": time.perf_counter() - start,
-        "results": sorted(previous + results, key=lambda r: order[r["preset"]]),
+        "results": sorted(
+            append_rows(previous_payload, previous, results, info), key=lambda r: order[r["preset"]]
+        ),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out.with_suffix(".json"), payload)

@@ -33,7 +33,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from _common import RESULTS, machine, machine_line, presets_for, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    RESULTS,
+    append_rows,
+    machine,
+    machines_legend,
+    measured_on,
+    presets_for,
+    write_results,
+)
 
 from kerastp import registry  # noqa: E402
 from kerastp.flops import count_macs  # noqa: E402
@@ -107,6 +115,7 @@ def _fmt(row):
 def markdown(payload):
     policies = payload["policies"]
     modes = payload["modes"]
+    legend, tag = machines_legend(payload["results"], payload)
     columns = [(p, m) for p in policies for m in modes]
 
     def label(policy, mode):
@@ -114,7 +123,7 @@ def markdown(payload):
 
     lines = [
         f"Training throughput, samples/s at batch {payload['batch_size']} "
-        f"({machine_line(payload['machine'])}); one in-memory batch, the first (tracing) step "
+        f"({legend}); one in-memory batch, the first (tracing) step "
         "not timed; `eager` = run_eagerly, `graph` = tf.function without XLA, "
         "`xla` = jit_compile=True. Compile column: first step of the xla mode, seconds.",
         "",
@@ -135,7 +144,8 @@ def markdown(payload):
             else "–"
         )
         gmacs = payload["gmacs"].get(preset)
-        lines.append(f"| {preset} | {gmacs:.3f} | " + " | ".join(cells) + f" | {first} |")
+        here = tag(next(r for r in payload["results"] if r["preset"] == preset))
+        lines.append(f"| {preset}{here} | {gmacs:.3f} | " + " | ".join(cells) + f" | {first} |")
     if payload.get("eager_max_gmacs"):
         lines += [
             "",
@@ -228,7 +238,7 @@ def main(argv=None):
     existing = Path(args.out_dir) / "throughput.json"
     if args.append and existing.is_file():
         previous = json.loads(existing.read_text())
-        payload["results"] = previous["results"]
+        payload["results"] = append_rows(previous, previous["results"], [], payload["machine"])
         payload["gmacs"] = previous["gmacs"]
         skipped = {**previous.get("not_measured", {}), **skipped}
         payload["presets"] = previous["presets"] + [
@@ -248,7 +258,7 @@ def main(argv=None):
                 if limit and gmacs > limit:
                     continue
                 row = measure(preset, mode, policy, args.batch_size, args.steps, args.max_seconds)
-                payload["results"].append(row)
+                payload["results"].append({**row, "measured_on": measured_on(payload["machine"])})
                 print(
                     f"[{preset}] {mode} {policy}: {_fmt(row)} samples/s"
                     + (f" ({row['error']})" if row.get("error") else ""),

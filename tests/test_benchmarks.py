@@ -327,3 +327,42 @@ def test_a_continued_card_says_which_commit_keeps_the_file_it_started_from(tmp_p
     line = ship_pretrained._continued_from(init)[0]
     assert f"git show {commits[1][:12]}:saved_models/m/m.keras" in line
     assert "git show" not in ship_pretrained._continued_from({**init, "git_commit": None})[0]
+
+
+def _machine(cpu):
+    versions = {"tensorflow": "2.21.0", "keras": "3.15.1", "ai_edge_litert": "2.3.0"}
+    return {"cpu": cpu, "cores": 2, "gpus": [], "versions": versions}
+
+
+def test_appended_rows_keep_the_machine_and_day_they_were_measured_on():
+    """`--append` (int8, latency, throughput): a kept row names the machine and day of the run
+    that measured it, not of the run that appended; the table tags rows when they differ."""
+    import int8
+
+    def row(model, ms):
+        return {"model": model, "conversion": "fp32", "float_ops": [], "float_layers": [],
+                "mse_keras": 1.0, "mse_tflite": 1.0, "mse_increase": 0.0,
+                "latency_ms": {"1": ms}, "bytes": 1000}  # fmt: skip
+
+    earlier = {"machine": _machine("AMD EPYC"), "date": "2026-11-27"}
+    older = {**row("demo [run]", 2.0), "measured_on": _common.measured_on(
+        _machine("Old CPU"), "2026-11-20")}  # fmt: skip
+    rows = _common.append_rows(earlier, [row("radar [radar]", 7.0), older],
+                               [row("mmnist [mnist]", 80.0)], _machine("Intel Xeon"))  # fmt: skip
+    where = [r["measured_on"] for r in rows]
+    assert [w["cpu"] for w in where] == ["AMD EPYC", "Old CPU", "Intel Xeon"]
+    assert where[0]["date"] == "2026-11-27" and where[1]["date"] == "2026-11-20"
+    assert where[2]["date"] == __import__("time").strftime("%Y-%m-%d")
+    table = int8.markdown({"machine": _machine("Intel Xeon"), "threads": [1], "results": rows})
+    head = table.splitlines()[0]
+    assert "[A] AMD EPYC, 2 cores, 2026-11-27" in head and "[C] Intel Xeon" in head
+    assert "[B] Old CPU, 2 cores, 2026-11-20" in head
+    assert "| radar [radar] [A] |" in table and "| mmnist [mnist] [C] |" in table
+    # One machine: its line, and no tags.
+    alone = _common.append_rows(None, [], [row("mmnist [mnist]", 80.0)], _machine("Intel Xeon"))
+    legend, tag = _common.machines_legend(alone)
+    assert legend.startswith("Intel Xeon, 2 cores, ") and "LiteRT 2.3.0" in legend
+    assert tag(alone[0]) == ""
+    # Rows written before rows carried a machine take their payload's.
+    legend, _ = _common.machines_legend([row("x", 1.0)], earlier)
+    assert legend.startswith("AMD EPYC, 2 cores, 2026-11-27")
