@@ -71,13 +71,12 @@ def pretrained_forecasts(name=PRETRAINED_MODEL):
     """
     from kerastp.evaluation.frames import ForecastEvaluator
     from kerastp.forecasters import from_preset
-    from kerastp.pretrained import pretrained_file
-    from kerastp.saving import load_npz
 
     start = time.perf_counter()
     model = from_preset(name)
-    examples = load_npz(pretrained_file(name, "examples"))
-    past, future = split_frames(examples["sequences"], model.input_frames, model.output_frames)
+    past, future, attribution = visualize.shipped_test_sequences(
+        name, model.input_frames, model.output_frames
+    )
     forecast = np.asarray(model.predict(past, verbose=0), np.float32)
     evaluator = ForecastEvaluator()
     evaluator.update(future, forecast)
@@ -88,7 +87,7 @@ def pretrained_forecasts(name=PRETRAINED_MODEL):
         "future": future,
         "forecast": forecast,
         "metrics": {k: scores[k] for k in ("mse", "mae", "ssim", "psnr", "n_sequences")},
-        "attribution": str(examples["attribution"]),
+        "attribution": attribution,
         "seconds": time.perf_counter() - start,
     }
 

@@ -258,27 +258,34 @@ def load_inputs(path, frame_shape=None, data_units=False):
     return past
 
 
-def shipped_test_example(name, index, input_frames, output_frames):
-    """`(past, truth)` of test sequence `index` from the sequences shipped with pretrained model
-    `name`, or None where none is shipped for that index.
+def shipped_test_sequences(name, input_frames, output_frames):
+    """`(past, truth, attribution)` of the test sequences shipped with pretrained model `name`
+    (verified files, `kerastp.pretrained`), or None where it ships no indexed test sequences.
 
     `mmnist`'s `examples.npz` holds the first sequences of the fixed Moving MNIST test set (made
-    from MNIST test digits), so for those indices this is what the data source would generate,
-    with no MNIST file and no download. `radar` ships validation windows, not indexed test
-    sequences: None.
+    from MNIST test digits), so they are what the data source would generate for those
+    indices, with no MNIST file and no download. `radar` ships validation windows, not indexed
+    test sequences: None.
     """
     from kerastp.pretrained import pretrained_file
     from kerastp.registry import PRETRAINED
 
-    entry = PRETRAINED.get(str(name), {}).get("files", {}).get("examples")
-    if entry is None:
+    if PRETRAINED.get(str(name), {}).get("files", {}).get("examples") is None:
         return None
     examples = load_npz(pretrained_file(str(name), "examples"))
-    sequences = examples.get("sequences")
-    if sequences is None or not 0 <= index < len(sequences):
+    if "sequences" not in examples:
         return None
-    past, truth = split_frames(sequences[index : index + 1], input_frames, output_frames)
-    return past[0], truth[0]
+    past, truth = split_frames(examples["sequences"], input_frames, output_frames)
+    return past, truth, str(examples.get("attribution", ""))
+
+
+def shipped_test_example(name, index, input_frames, output_frames):
+    """`(past, truth)` of test sequence `index` from `shipped_test_sequences`, or None where
+    none is shipped for that index."""
+    shipped = shipped_test_sequences(name, input_frames, output_frames)
+    if shipped is None or not 0 <= index < len(shipped[0]):
+        return None
+    return shipped[0][index], shipped[1][index]
 
 
 def predict_to_pictures(model_path, out, data=None, index=0, inputs=None, mnist_path=None):
