@@ -313,15 +313,15 @@ PRETRAINED = {
         "files": {
             "keras": {
                 "path": "saved_models/mmnist/mmnist.keras",
-                "sha256": "2e83832f4e4be0c99d9632bb34207bb42a8dfae0dce8868c789dcbf2c4700209",
+                "sha256": "14c775bd1a59baf989bf985ef7861223535d08383d55583582fdee7c7cba2df9",
             },
             "tflite": {
                 "path": "tflite/mmnist/mmnist.tflite",
-                "sha256": "46f67d9a933b36470f0abf31d3952f08f492b32e3321bf6b37752eee9ad067da",
+                "sha256": "28713d71c6be21929ad110f45c8955f74b00edd97ee50335887492b2d6adf3ef",
             },
             "tflite_int8": {
                 "path": "tflite/mmnist/mmnist_int8.tflite",
-                "sha256": "534033b272b4f2f52b49d3149ca47811e2334ddc41b7d8011adfa463c357e142",
+                "sha256": "cbd4bda2b9b0a7c0e56b93eb1a4fddb8ada4d01ecb4f8eb14403cbc7b3c2b707",
             },
             "examples": {
                 "path": "saved_models/mmnist/examples.npz",
