@@ -205,12 +205,17 @@ def measured_on(info, date=None):
     }
 
 
+def _payload_measured_on(payload):
+    """`measured_on` of an earlier payload's machine, for its rows that carry none."""
+    return measured_on(payload["machine"], payload.get("date") or "date not recorded")
+
+
 def append_rows(previous, kept, rows, info):
     """`kept` rows of an earlier payload `previous` followed by this run's `rows`, each row
     with its `measured_on`. A kept row recorded before rows carried one takes the earlier
     payload's machine (and its `date`, if it recorded one)."""
     if kept:
-        earlier = measured_on(previous["machine"], previous.get("date") or "date not recorded")
+        earlier = _payload_measured_on(previous)
         kept = [{"measured_on": earlier, **row} for row in kept]
     now = measured_on(info)
     return list(kept) + [{**row, "measured_on": now} for row in rows]
@@ -234,9 +239,7 @@ def machines_legend(rows, payload=None):
     "rows measured on [A] machine, date; [B] ..." and `tag(row)` = " [A]" etc."""
     import json
 
-    fallback = None
-    if payload is not None:
-        fallback = measured_on(payload["machine"], payload.get("date") or "date not recorded")
+    fallback = None if payload is None else _payload_measured_on(payload)
 
     def where(row):
         return row.get("measured_on") or fallback
