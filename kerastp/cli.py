@@ -25,6 +25,20 @@ def _set_verbosity(verbose):
         warnings.filterwarnings("ignore", category=FutureWarning)
 
 
+def _fit_verbosity(verbose):
+    """`--verbose` as Keras' `fit` takes it; unset, a progress bar on a terminal and one line
+    per epoch when the output is piped or logged (Keras' bar would write every redraw)."""
+    if verbose is not None:
+        return verbose
+    return 1 if sys.stdout.isatty() else 2
+
+
+_VERBOSE_HELP = (
+    "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch (default: 1 on a "
+    "terminal, 2 when the output is piped)"
+)
+
+
 def _preset_names():
     from kerastp.registry import PRESETS
 
@@ -122,7 +136,7 @@ def _train_config(args):
         overrides=overrides,
         strategy=args.strategy,
         mixed_precision=args.mixed_precision,
-        verbose=args.verbose,
+        verbose=_fit_verbosity(args.verbose),
     )
 
 
@@ -295,7 +309,7 @@ def cmd_demo(args):
         eval_sequences=args.eval_sequences,
         mnist_path=args.mnist_path,
         seed=args.seed,
-        verbose=args.verbose,
+        verbose=_fit_verbosity(args.verbose),
         minutes=args.minutes,
         started=started,
     )
@@ -453,7 +467,7 @@ def build_parser():
     p.add_argument(
         "--contrastive-weight", type=float, default=None, help="USTEP InfoNCE loss weight"
     )
-    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    p.add_argument("--verbose", type=int, default=None, choices=(0, 1, 2), help=_VERBOSE_HELP)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
@@ -552,7 +566,7 @@ def build_parser():
     p.add_argument("--steps-per-epoch", type=int, default=None, help="default: sized to --minutes")
     p.add_argument("--eval-sequences", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    p.add_argument("--verbose", type=int, default=None, choices=(0, 1, 2), help=_VERBOSE_HELP)
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -62,11 +62,15 @@ def _score_table(text):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny run trained through the CLI: `<root>/run`."""
+    """A tiny run trained through the CLI: `<root>/run`, with the default `--verbose` (its
+    output is captured, as when piped)."""
     root = tmp_path_factory.mktemp("cli")
+    argv = [*TRAIN, "--batch-size", str(BATCH_SIZE), "--run-dir", "run"]
+    at = argv.index("--verbose")
+    del argv[at : at + 2]
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        code, out, err = _run([*TRAIN, "--batch-size", str(BATCH_SIZE), "--run-dir", "run"])
+        code, out, err = _run(argv)
     return SimpleNamespace(root=root, run=root / "run", code=code, out=out, err=err)
 
 
@@ -168,7 +172,11 @@ def test_train_writes_the_run_directory(trained):
     run = trained.run
     for name in ("config.json", "model.keras", "history.csv", "metrics.json"):
         assert (run / name).is_file(), name
-    assert trained.out.startswith("run directory: run")
+    # Piped output gets Keras' one line per epoch (2 steps), not the progress bar's redraws.
+    lines = trained.out.splitlines()
+    assert lines[0].startswith("2/2 - ") and "val_loss" in lines[0], lines[0]
+    assert lines[1].startswith("run directory: run")
+    assert not any(code in trained.out for code in ("\r", "\b", "\x1b")), repr(trained.out)
 
     config = json.loads((run / "config.json").read_text())
     assert config["preset"] == PRESET
@@ -191,6 +199,18 @@ def test_train_writes_the_run_directory(trained):
         assert printed[key] == pytest.approx(metrics[key], abs=1e-4)  # printed to 4 places
     assert 0 < metrics["mse"] and -1 <= metrics["ssim"] <= 1
     assert not any(key.endswith("_per_frame") for key in printed)
+
+
+def test_fit_verbosity_defaults_to_the_bar_on_a_terminal_only(monkeypatch):
+    parser = cli.build_parser()
+    for command in (["train"], ["demo"]):
+        assert parser.parse_args(command).verbose is None
+        assert parser.parse_args([*command, "--verbose", "0"]).verbose == 0
+    monkeypatch.setattr(cli.sys.stdout, "isatty", lambda: True, raising=False)
+    assert cli._fit_verbosity(None) == 1
+    monkeypatch.setattr(cli.sys.stdout, "isatty", lambda: False, raising=False)
+    assert cli._fit_verbosity(None) == 2
+    assert [cli._fit_verbosity(v) for v in (0, 1, 2)] == [0, 1, 2]
 
 
 def test_train_rerun_with_other_settings_is_refused(trained, monkeypatch):
