@@ -313,15 +313,15 @@ PRETRAINED = {
         "files": {
             "keras": {
                 "path": "saved_models/mmnist/mmnist.keras",
-                "sha256": "14c775bd1a59baf989bf985ef7861223535d08383d55583582fdee7c7cba2df9",
+                "sha256": "d002b13112321e3877421d4c6bd1007dac979a105f9c72bf69e47ec43ad8e5ed",
             },
             "tflite": {
                 "path": "tflite/mmnist/mmnist.tflite",
-                "sha256": "28713d71c6be21929ad110f45c8955f74b00edd97ee50335887492b2d6adf3ef",
+                "sha256": "d56fcd79d5e1475d12aa1f58eb60ed357fff25c7f937f750c11b88b3003c55a2",
             },
             "tflite_int8": {
                 "path": "tflite/mmnist/mmnist_int8.tflite",
-                "sha256": "cbd4bda2b9b0a7c0e56b93eb1a4fddb8ada4d01ecb4f8eb14403cbc7b3c2b707",
+                "sha256": "d87a5f7acc4f1a057fcd706689111bc3781ef9bd591342f1d0a17514192eb6cf",
             },
             "examples": {
                 "path": "saved_models/mmnist/examples.npz",
