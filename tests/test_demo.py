@@ -95,7 +95,7 @@ def test_cli_help_states_the_default_budget():
     assert f"(default {demo.DEFAULT_MINUTES:g})" in minutes.help
 
 
-def _feasible_minutes(floor=0.6):
+def _feasible_minutes(eval_sequences, floor=0.6):
     """The shortest budget (tenths of a minute, at least `floor`) in which this machine can
     run a sized demo of `MIN_STEPS_PER_EPOCH` steps, from a quick measurement of its speed.
 
@@ -104,12 +104,17 @@ def _feasible_minutes(floor=0.6):
     Everything is taken at 1.5x what was measured, for a machine busier during the demo.
     """
     rate = demo.measure_step_rate("stlight_tiny", seconds=1.0)
-    first, step = 1.5 * rate["first_step_seconds"], 1.5 * rate["step_seconds"]
-    # pretrained forecasts + baselines (~3 s), the demo's calibration (a first step and up to
-    # 3% of the budget), the fit's trace and the export (the reserve), then the steps.
-    fixed = 5.0 + first * (1.0 + demo._FIT_TRACE_FIRST_STEPS + demo._EXPORT_FIRST_STEPS)
-    steps = demo.MIN_STEPS_PER_EPOCH * step + 2 * demo._EPOCH_SAVE_SECONDS
-    seconds = (fixed + steps) / (1.0 - demo.SAFETY_SHARE - demo._CALIBRATION_SHARE)
+    busy = {**rate, "first_step_seconds": 1.5 * rate["first_step_seconds"],
+            "step_seconds": 1.5 * rate["step_seconds"]}  # fmt: skip
+    # Pretrained forecasts and baselines (~3 s), the calibration's traced step, the demo's own
+    # reserve (the fit's trace, export, evaluation), then the steps and two epochs' saves.
+    seconds = (
+        5.0
+        + busy["first_step_seconds"]
+        + demo._reserve_seconds(busy, eval_sequences)
+        + demo.MIN_STEPS_PER_EPOCH * busy["step_seconds"]
+        + 2 * demo._EPOCH_SAVE_SECONDS
+    ) / (1.0 - demo.SAFETY_SHARE - demo._CALIBRATION_SHARE)
     return max(floor, math.ceil(seconds / 6.0) / 10.0)
 
 
@@ -118,9 +123,10 @@ def test_budgeted_demo_ends_on_time_with_the_schedule_complete(tmp_path, monkeyp
     from kerastp import saving
 
     monkeypatch.chdir(tmp_path)
-    minutes = _feasible_minutes()
+    eval_sequences = 16
+    minutes = _feasible_minutes(eval_sequences)
     summary = demo.run_demo(
-        run_dir="d", eval_sequences=16, saved_model_dir="m", tflite_dir="t", verbose=0,
+        run_dir="d", eval_sequences=eval_sequences, saved_model_dir="m", tflite_dir="t", verbose=0,
         minutes=minutes,
     )  # fmt: skip
     budget = summary["budget"]
@@ -147,7 +153,7 @@ def test_budgeted_demo_ends_on_time_with_the_schedule_complete(tmp_path, monkeyp
     # A second demo in the same run directory measures and sizes afresh (a different plan
     # than the first's, which the run's config check would refuse) and replaces the first.
     again = demo.run_demo(
-        run_dir="d", eval_sequences=16, saved_model_dir="m", tflite_dir="t", verbose=0,
+        run_dir="d", eval_sequences=eval_sequences, saved_model_dir="m", tflite_dir="t", verbose=0,
         minutes=minutes,
     )  # fmt: skip
     assert again["budget"] is not None and again["budget"]["fits"]
