@@ -298,7 +298,7 @@ def cmd_predict(args):
 
 def cmd_demo(args):
     started = time.perf_counter()  # the budget includes loading TensorFlow
-    from kerastp.demo import run_demo
+    from kerastp.demo import over_budget_note, run_demo
 
     summary = run_demo(
         run_dir=args.run_dir,
@@ -330,6 +330,9 @@ def cmd_demo(args):
             f"{summary['budget']['measured']['steps_per_second']:.1f} steps/s)"
         )
     )
+    note = over_budget_note(summary)
+    if note:
+        print(f"  {note}")
     for kind, path in summary["artifacts"].items():
         print(f"  {kind:<12} {path}")
     print(f"  pictures     {', '.join(summary['pictures'])}")

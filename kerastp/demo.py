@@ -264,6 +264,26 @@ def _epoch_seconds(rate, val_sequences):
     return math.ceil(val_sequences / rate["batch_size"]) * forward + _EPOCH_SAVE_SECONDS
 
 
+def over_budget_note(summary):
+    """None when the demo of `summary` (`run_demo`'s result) ended within its budget or had
+    none; else a line saying by how much it ran over and what ran longer than planned."""
+    budget = summary.get("budget")
+    if budget is None or budget["within_budget"]:
+        return None
+    timings = summary["timings"]
+    over = timings["total_s"] - budget["budget_s"]
+    # The plan's fit excludes the fit's first (traced) step, which the reserve holds.
+    planned = (
+        budget["planned_fit_s"] + _FIT_TRACE_FIRST_STEPS * budget["measured"]["first_step_seconds"]
+    )
+    return (
+        f"{over:.0f} s over the {budget['minutes']:g}-min budget: the fit took "
+        f"{timings['fit_s']:.0f} s against about {planned:.0f} s planned from "
+        f"{budget['measured']['steps_per_second']:.1f} steps/s measured first (was the "
+        "machine busier after the measurement?)"
+    )
+
+
 def _comparison_picture(pretrained, model, path):
     """One picture: a shipped test sequence, the pretrained forecast and the demo model's,
     each labelled with its scores on the shipped sequences."""

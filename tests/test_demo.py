@@ -118,8 +118,29 @@ def _feasible_minutes(eval_sequences, floor=0.6):
     return max(floor, math.ceil(seconds / 6.0) / 10.0)
 
 
+def _summary(total_s, fit_s, within_budget):
+    budget = {"minutes": 1, "budget_s": 60.0, "planned_fit_s": 20.5, "within_budget": within_budget,
+              "measured": {"steps_per_second": 5.58, "first_step_seconds": 3.5}}  # fmt: skip
+    return {"budget": budget, "timings": {"total_s": total_s, "fit_s": fit_s}}
+
+
+def test_over_budget_note_says_by_how_much_and_what_ran_long():
+    assert demo.over_budget_note(_summary(51.2, 24.3, True)) is None
+    assert demo.over_budget_note({"budget": None, "timings": {}}) is None  # epochs given
+    note = demo.over_budget_note(_summary(63.9, 35.0, False))
+    assert note.startswith("4 s over the 1-min budget: the fit took 35 s against about 24 s")
+    assert "5.6 steps/s measured" in note
+
+
 @pytest.mark.slow
-def test_budgeted_demo_ends_on_time_with_the_schedule_complete(tmp_path, monkeypatch):
+def test_budgeted_demo_plans_within_its_budget_and_completes_the_schedule(tmp_path, monkeypatch):
+    """The plan made from the measured rate ends inside the budget, the record of what was
+    spent is truthful, and every planned step of the one-cycle schedule is taken.
+
+    Whether the demo then ends on time depends on the machine staying as fast as it was
+    measured: that is a benchmark (`benchmarks/demo_budget.py`), not a timed test. CI's
+    other test worker shares the two cores and has made the fit 2.3x slower than measured.
+    """
     from kerastp import saving
 
     monkeypatch.chdir(tmp_path)
@@ -129,13 +150,23 @@ def test_budgeted_demo_ends_on_time_with_the_schedule_complete(tmp_path, monkeyp
         run_dir="d", eval_sequences=eval_sequences, saved_model_dir="m", tflite_dir="t", verbose=0,
         minutes=minutes,
     )  # fmt: skip
-    budget = summary["budget"]
-    report = json.dumps({"timings": summary["timings"], "budget": budget}, indent=1)
-    assert budget["minutes"] == minutes and budget["fits"], report
+    budget, timings = summary["budget"], summary["timings"]
+    report = json.dumps({"timings": timings, "budget": budget}, indent=1)
+    assert budget["minutes"] == minutes and budget["budget_s"] == 60 * minutes, report
+    assert budget["fits"], report
     assert budget["measured"]["steps_per_second"] > 0
     assert budget["measured"]["timed_steps"] >= 3
-    # On time: the budget, with some slack for a busy machine (the CPU is shared).
-    assert summary["timings"]["total_s"] <= 1.1 * 60 * minutes + 5, report
+    # The plan: what ran before training, the reserve and the planned fit leave the share
+    # kept free for a busy machine.
+    planned_end = sum(
+        budget[key] for key in ("elapsed_before_training_s", "reserve_s", "planned_fit_s")
+    )
+    assert planned_end <= (1 - demo.SAFETY_SHARE) * budget["budget_s"] + 1e-6, report
+    assert budget["planned_fit_s"] > 0 and budget["reserve_s"] > 0, report
+    # The record: the stages add up to the total and `within_budget` compares it truthfully.
+    stages = sum(v for k, v in timings.items() if k not in ("fit_s", "total_s"))
+    assert stages <= timings["total_s"] and timings["fit_s"] <= timings["train_and_evaluate_s"]
+    assert budget["within_budget"] == (timings["total_s"] <= budget["budget_s"]), report
     total = summary["epochs"] * summary["steps_per_epoch"]
     assert summary["total_steps"] == total >= 2
     # The one-cycle schedule was sized to the run and finished: every planned step was taken.
@@ -176,3 +207,31 @@ def test_an_earlier_demo_is_replaced_when_finished_and_resumed_when_interrupted(
     (run / "demo.json").write_text("{}")
     assert demo._earlier_demo(run, None, None, verbose=0) == (None, None, True)
     assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.slow
+def test_demo_budget_benchmark_runs_the_command_and_loads_the_machine_after_the_plan(tmp_path):
+    """benchmarks/demo_budget.py: a smoke run of its `late` condition (the load starts once
+    the demo has printed its plan), so the script cannot rot."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "demo_budget.py"
+    argv = [sys.executable, str(script), "--minutes", "0.6", "--conditions", "late",
+            "--eval-sequences", "16", "--out-dir", str(tmp_path)]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    payload = json.loads((tmp_path / "demo_budget.json").read_text())
+    (row,) = payload["results"]
+    assert (row["minutes"], row["condition"], row["eval_sequences"]) == (0.6, "late", 16)
+    assert row["measured_on"]["cores"] == payload["machine"]["cores"]
+    # The load started after the plan, before the process ended.
+    assert 0 < row["load_started_s"] < row["process_s"]
+    timings = row["timings"]
+    assert row["elapsed_before_training_s"] < timings["total_s"] < row["process_s"]
+    assert row["within_budget"] == (timings["total_s"] <= 60 * 0.6)
+    assert row["fit_over_planned"] == pytest.approx(timings["fit_s"] / row["planned_fit_s"])
+    assert row["epochs"] * row["steps_per_epoch"] >= 2 and row["test_mse"] > 0
+    table = (tmp_path / "demo_budget.md").read_text()
+    assert "| 0.6 | late |" in table

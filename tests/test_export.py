@@ -245,8 +245,11 @@ def test_streaming_forecaster_matches_batch_forecasts(model, tmp_path):
         stream.push(np.full((64, 64, 1), np.nan, np.float32))
 
 
+@pytest.mark.slow
 def test_saved_model_cli_shows_and_runs_the_signature(model, tmp_path):
-    """TensorFlow's own client reads the serving signature and runs it."""
+    """TensorFlow's own client reads the serving signature and runs it (slow: a subprocess
+    that loads TensorFlow; the signature itself is checked in-process by
+    `test_contract.py::test_saved_model_reload_at_two_batch_sizes`)."""
     import shutil
     import subprocess
     import sys
@@ -332,7 +335,12 @@ def test_int8_keeps_the_models_sensitive_ops_in_float(model, tmp_path):
     dtypes = _op_output_dtypes(tmp_path / "f.tflite")
     assert dtypes["GELU"] == {np.int8} and dtypes["MUL"] == {np.int8}
 
-    # A layer by name: the patch embedding's convolution runs in float, the mixers' in int8.
+
+@pytest.mark.slow
+def test_int8_keeps_a_named_layer_in_float(model, tmp_path):
+    """A layer by name: the patch embedding's convolution runs in float, the mixers' in int8
+    (slow: two int8 conversions; SimVP's and MotionCast's shipped choices are layers)."""
+    calibration = np.random.default_rng(1).random((4, 10, 64, 64, 1), dtype=np.float32)
     by_layer = export.export_tflite(
         model, tmp_path / "l.tflite", quantize="int8", representative_data=calibration,
         float_ops=(), float_layers=("encoder_conv",),
