@@ -9,7 +9,9 @@ each in its own process and scratch directory, under three conditions of a 2-cor
   the calibration sees the load and the plan accounts for it;
 - `late`: the same load, started only once the demo has printed its plan (after the
   calibration), which the plan cannot see: the way a shared CI machine's other job breaks a
-  plan (kerastp's slow test once measured 3.4 steps/s, then fitted 2.3x slower).
+  plan (kerastp's slow test once measured 3.4 steps/s, then fitted 2.3x slower). A plan of
+  several epochs then stops early at an epoch end (`kerastp.demo.DeadlineStop`); a
+  one-epoch plan cannot.
 
 For each run it reads `demo.json` (the demo's own record: measured rate, the time spent
 before training, the reserve, the planned fit, each stage's seconds and `within_budget`) and
@@ -95,6 +97,9 @@ def run_one(minutes, condition, scratch, preset="stlight_tiny", eval_sequences=5
         "first_step_s": budget["measured"]["first_step_seconds"],
         "epochs": record["epochs"],
         "steps_per_epoch": record["steps_per_epoch"],
+        "epochs_trained": record["epochs_trained"],
+        "schedule_complete": record["schedule_complete"],
+        "epoch_ends": budget.get("epoch_ends"),
         "elapsed_before_training_s": budget["elapsed_before_training_s"],
         "reserve_s": budget["reserve_s"],
         "planned_fit_s": budget["planned_fit_s"],
@@ -109,6 +114,12 @@ def run_one(minutes, condition, scratch, preset="stlight_tiny", eval_sequences=5
     }
 
 
+def _trained(row):
+    """Epochs trained: "10", or "**7** of 10" when the demo stopped early to end on time."""
+    trained = row.get("epochs_trained", row["epochs"])
+    return f"{trained}" if trained == row["epochs"] else f"**{trained}** of {row['epochs']}"
+
+
 def markdown(payload):
     rows = payload["results"]
     legend, tag = machines_legend(rows, payload)
@@ -117,7 +128,9 @@ def markdown(payload):
         "else running; `busy` one busy-looping process from the start (the calibration sees "
         "it); `late` the same process started after the demo printed its plan (it does not). "
         "Seconds; `before` = everything before training (pretrained forecasts, baselines, "
-        "calibration), `planned` = the fit the plan allowed (its trace is in the reserve).",
+        "calibration), `planned` = the fit the plan allowed (its trace is in the reserve); "
+        "epochs in bold: the demo stopped early to end on time (`kerastp.demo.DeadlineStop`, "
+        "a plan of several epochs only), its learning-rate schedule unfinished.",
         "",
         "| M min | condition | steps/s measured | epochs x steps | before s | reserve s | "
         "planned fit s | fit s | fit / planned | export s | total s | total / budget | "
@@ -128,7 +141,7 @@ def markdown(payload):
         t = row["timings"]
         lines.append(
             f"| {row['minutes']:g}{tag(row)} | {row['condition']} | "
-            f"{row['steps_per_second']:.2f} | {row['epochs']} x {row['steps_per_epoch']} | "
+            f"{row['steps_per_second']:.2f} | {_trained(row)} x {row['steps_per_epoch']} | "
             f"{row['elapsed_before_training_s']:.1f} | {row['reserve_s']:.1f} | "
             f"{row['planned_fit_s']:.1f} | {t['fit_s']:.1f} | {row['fit_over_planned']:.2f} | "
             f"{t['export_s']:.1f} | {t['total_s']:.1f} | {row['total_over_budget']:.2f} | "

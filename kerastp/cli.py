@@ -296,6 +296,12 @@ def cmd_predict(args):
     return 0
 
 
+def _epochs_trained(summary):
+    """The epochs a demo trained: "10", or "7 of 10" when it stopped early to end on time."""
+    trained = summary.get("epochs_trained", summary["epochs"])
+    return f"{trained}" if trained == summary["epochs"] else f"{trained} of {summary['epochs']}"
+
+
 def cmd_demo(args):
     started = time.perf_counter()  # the budget includes loading TensorFlow
     from kerastp.demo import over_budget_note, run_demo
@@ -320,7 +326,7 @@ def cmd_demo(args):
         f"({len(summary['artifacts'])} artifacts verified):\n"
         f"  test MSE {metrics['mse']:.2f}  MAE {metrics['mae']:.2f}  SSIM {metrics['ssim']:.4f}  "
         f"PSNR {metrics['psnr']:.2f}   (repeat-last-frame MSE {last['mse']:.2f})\n"
-        f"  {summary['epochs']} epochs x {summary['steps_per_epoch']} steps: fit "
+        f"  {_epochs_trained(summary)} epochs x {summary['steps_per_epoch']} steps: fit "
         f"{summary['timings']['fit_s']:.0f} s, export {summary['timings']['export_s']:.0f} s, "
         f"demo {summary['timings']['total_s']:.0f} s"
         + (

@@ -6,6 +6,11 @@ short `fit` of a throwaway copy of the model, after its traced first step), then
 run with `plan_training` so that training, evaluation, export and pictures end within the
 budget with the one-cycle learning-rate schedule complete. A slower machine gets fewer steps,
 not a longer demo; explicit `epochs` / `steps_per_epoch` override the sizing.
+
+A machine that gets slower after the measurement (another job starts) would push a multi-epoch
+demo past its budget: at each epoch end the demo stops training early when the next epoch and
+the work after training, at the pace just seen, would end after the budget
+(`DeadlineStop`); the learning-rate schedule is then unfinished and the record says so.
 """
 
 import math
@@ -13,6 +18,7 @@ import shutil
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from kerastp import export, registry, runs, training, visualize
@@ -179,6 +185,51 @@ def plan_training(
     }
 
 
+def stops_early(now, epoch_seconds, planned_epoch_seconds, after_fit_seconds, end):
+    """True when one more epoch, then the work after training, would end after `end`.
+
+    Both take the pace just seen: the next epoch as long as `epoch_seconds` (`DeadlineStop`
+    passes the longer of the last two epochs: a shared machine's pace jumps), the work after
+    training (`after_fit_seconds`, as planned) slowed by the same factor that the epoch ran
+    over its plan (`planned_epoch_seconds`), never sped up.
+    """
+    slowdown = max(1.0, epoch_seconds / planned_epoch_seconds)
+    return now + epoch_seconds + slowdown * after_fit_seconds > end
+
+
+class DeadlineStop(keras.callbacks.Callback):
+    """Stops a fit at an epoch end when the next epoch would make the demo end after `end` (a
+    `time.perf_counter()` reading), judged by `stops_early`. `stopped_after` is then the
+    number of epochs trained (else None); `epochs` records each epoch's seconds and the
+    seconds then left before `end`. Add it last: kerastp's epoch-end checkpoints, history
+    row and backup are written before it stops the fit."""
+
+    def __init__(self, end, planned_epoch_seconds, after_fit_seconds, clock=time.perf_counter):
+        super().__init__()
+        self.end = finite_number("end", end)
+        self.planned_epoch_seconds = finite_number(
+            "planned_epoch_seconds", planned_epoch_seconds, 0, strict=True
+        )
+        self.after_fit_seconds = finite_number("after_fit_seconds", after_fit_seconds, 0)
+        self.clock = clock
+        self.stopped_after = None
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._began = self.clock()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = self.clock()
+        took = now - self._began
+        self.epochs.append({"epoch": epoch, "seconds": took, "seconds_left": self.end - now})
+        if epoch + 1 >= self.params["epochs"]:  # the last epoch: nothing left to skip
+            return
+        pace = max(e["seconds"] for e in self.epochs[-2:])
+        if stops_early(now, pace, self.planned_epoch_seconds, self.after_fit_seconds, self.end):
+            self.model.stop_training = True
+            self.stopped_after = epoch + 1
+
+
 def measure_step_rate(
     preset="stlight_tiny",
     data="procedural",
@@ -255,6 +306,13 @@ def _reserve_seconds(rate, eval_sequences):
         (_FIT_TRACE_FIRST_STEPS + _EXPORT_FIRST_STEPS) * rate["first_step_seconds"]
         + batches * forward
         + _EVAL_SECONDS_PER_SEQUENCE * eval_sequences
+    )
+
+
+def _after_fit_seconds(rate, eval_sequences):
+    """Estimated seconds of the work after training: the reserve less the fit's trace."""
+    return (
+        _reserve_seconds(rate, eval_sequences) - _FIT_TRACE_FIRST_STEPS * rate["first_step_seconds"]
     )
 
 
@@ -464,10 +522,33 @@ def run_demo(
                 flush=True,
             )
 
+    deadline = []
+    if budget is not None and epochs > 1:
+        deadline.append(
+            DeadlineStop(
+                started + budget["budget_s"],
+                planned_epoch_seconds=plan["fit_seconds"] / epochs,
+                after_fit_seconds=_after_fit_seconds(rate, eval_sequences),
+            )
+        )
     stage = time.perf_counter()
-    result = training.train(**settings, epochs=epochs, steps_per_epoch=steps_per_epoch)
+    result = training.train(
+        **settings, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=deadline
+    )
     timings["train_and_evaluate_s"] = time.perf_counter() - stage
     model = result["model"]
+    epochs_trained = epochs
+    if deadline and deadline[0].stopped_after is not None:
+        epochs_trained = deadline[0].stopped_after
+        if verbose:
+            print(
+                f"Stopped after {epochs_trained} of {epochs} epochs to end within {minutes:g} "
+                "min: the machine got slower than measured (learning-rate schedule unfinished)",
+                flush=True,
+            )
+    if budget is not None:
+        budget["stopped_after_epochs"] = None if epochs_trained == epochs else epochs_trained
+        budget["epoch_ends"] = deadline[0].epochs if deadline else None
 
     stage = time.perf_counter()
     sequences = get_source(data, mnist_path=mnist_path).test_sequences(8)
@@ -500,6 +581,10 @@ def run_demo(
         "epochs": epochs,
         "steps_per_epoch": steps_per_epoch,
         "total_steps": epochs * steps_per_epoch,
+        # Fewer when the demo stopped early to end on time (`DeadlineStop`).
+        "epochs_trained": epochs_trained,
+        "trained_steps": epochs_trained * steps_per_epoch,
+        "schedule_complete": epochs_trained == epochs,
         "metrics": result["metrics"],
         "baselines": trivial,
         "artifacts": {kind: str(path) for kind, (path, _) in artifacts.items()},
