@@ -18,15 +18,18 @@ import shutil
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from kerastp import export, registry, runs, training, visualize
-from kerastp.data import split_frames
-from kerastp.data.sources import get_source
-from kerastp.evaluation import evaluate_arrays
-from kerastp.saving import read_json, write_json
-from kerastp.validation import check_output_dir, finite_number, positive_int
+from kerastp.backend import require_keras
+
+keras = require_keras()  # quietly: a first import of TensorFlow logs natively
+
+from kerastp import export, registry, runs, training, visualize  # noqa: E402
+from kerastp.data import split_frames  # noqa: E402
+from kerastp.data.sources import get_source  # noqa: E402
+from kerastp.evaluation import evaluate_arrays  # noqa: E402
+from kerastp.saving import read_json, write_json  # noqa: E402
+from kerastp.validation import check_output_dir, finite_number, positive_int  # noqa: E402
 
 #: Default wall-time budget of `kerastp demo` in minutes: baselines, measuring the step rate,
 #: training, evaluating, exporting and drawing (from when the CLI starts loading the demo).

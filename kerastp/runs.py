@@ -29,6 +29,12 @@ HISTORY_FILE = "history.csv"
 BACKUP_DIR = "backup"
 CHECKPOINTS_DIR = "checkpoints"
 
+#: Settings that say where something lies, not what the run is: where the run directory
+#: and the standard data sets (MNIST, the radar events) are on the machine that trained it.
+#: A run moved to another machine keeps its identity (`training.train` does not compare them)
+#: and finds its data there (`RunRecord.source` drops a recorded location that is gone).
+LOCATION_SETTINGS = ("run_dir", "mnist_path", "radar_path")
+
 #: The scale of a model that records none: frames in [0, 1].
 DEFAULT_DATA_SCALE = {
     "name": "unit",
@@ -119,11 +125,17 @@ class RunRecord:
         """The `DataSource` the model was trained on (or `data`), as the run configured it;
         `settings` (e.g. `mnist_path`) replace recorded ones when not None.
 
-        Without any record, Moving MNIST from procedural digits.
+        A recorded data location (`LOCATION_SETTINGS`) that does not exist here, say a run
+        trained on another machine, is dropped: the data are then found the usual way
+        (`KERASTP_MNIST` / `KERASTP_RADAR`, the Keras cache, ../shared). Without any record,
+        Moving MNIST from procedural digits.
         """
         from kerastp.data.sources import source_from_config
 
         config = self.settings()
+        for key in LOCATION_SETTINGS:
+            if config.get(key) and not Path(config[key]).exists():
+                config[key] = None
         config.update({k: v for k, v in settings.items() if v is not None})
         name = data or self.data
         if name is None:

@@ -274,9 +274,10 @@ def load_model(path):
     if not path.is_file():
         raise FileNotFoundError(f"No kerastp model at {path} (expected a .keras file or a run dir)")
     check_keras_archive(path)  # CorruptArtifactError for a truncated or foreign file
-    import keras
-
     from kerastp import registry
+    from kerastp.backend import require_keras
+
+    keras = require_keras()  # quietly: a first import of TensorFlow logs natively
 
     registry.register_serializables()
     try:

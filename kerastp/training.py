@@ -329,7 +329,10 @@ def _train(config, callbacks, strategy):
     config_file = run_dir / runs.CONFIG_FILE
     if config_file.is_file():
         previous = json.loads(config_file.read_text())
+        # Where the run and the data sets lie is not a setting (`runs.LOCATION_SETTINGS`): a
+        # run directory moved to another machine (back from a GPU box) resumes there.
         ignored = {"verbose", "eval_sequences", "tensorboard", "backup_every"}
+        ignored.update(runs.LOCATION_SETTINGS)
         # JSON turns tuples into lists: compare through a JSON round trip.
         # Keys a run written by an older kerastp lacks are not compared.
         changed = sorted(

@@ -219,27 +219,28 @@ def test_export_scope_uses_the_native_form_and_restores_the_choice():
         set_depthwise_implementation(None)
 
 
-def test_exported_dilated_convolutions_are_single_tflite_ops(tmp_path):
+@pytest.mark.parametrize(
+    "preset", ["stlight_tiny", pytest.param("simvp_tiny", marks=pytest.mark.slow)]
+)
+def test_exported_dilated_convolutions_are_single_tflite_ops(preset, tmp_path):
     """SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND pairs are gone from every exported graph."""
     from kerastp import export, registry
     from kerastp.lite import LiteForecaster
 
-    for preset in ("stlight_tiny", "simvp_tiny"):
-        model = registry.build_model(preset, height=16, width=16, input_frames=4,
-                                     output_frames=4)  # fmt: skip
-        sidecar = export.export_tflite(model, tmp_path / f"{preset}.tflite")
-        ops = LiteForecaster(tmp_path / f"{preset}.tflite").ops
-        assert "DEPTHWISE_CONV_2D" in ops and sidecar["parity"]["passed"]
-        assert not {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"} & set(ops), (preset, ops)
-        # Every depth-wise kernel fits XNNPACK's single-pass micro-kernels.
-        interpreter = LiteForecaster(tmp_path / f"{preset}.tflite").interpreter
-        details = {t["index"]: t for t in interpreter.get_tensor_details()}
-        taps = [
-            int(np.prod(details[op["inputs"][1]]["shape"][1:3]))
-            for op in interpreter._get_ops_details()
-            if op["op_name"] == "DEPTHWISE_CONV_2D"
-        ]
-        assert taps and max(taps) <= depthwise.XNNPACK_MAX_TAPS, (preset, taps)
+    model = registry.build_model(preset, height=16, width=16, input_frames=4, output_frames=4)
+    sidecar = export.export_tflite(model, tmp_path / f"{preset}.tflite")
+    ops = LiteForecaster(tmp_path / f"{preset}.tflite").ops
+    assert "DEPTHWISE_CONV_2D" in ops and sidecar["parity"]["passed"]
+    assert not {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"} & set(ops), (preset, ops)
+    # Every depth-wise kernel fits XNNPACK's single-pass micro-kernels.
+    interpreter = LiteForecaster(tmp_path / f"{preset}.tflite").interpreter
+    details = {t["index"]: t for t in interpreter.get_tensor_details()}
+    taps = [
+        int(np.prod(details[op["inputs"][1]]["shape"][1:3]))
+        for op in interpreter._get_ops_details()
+        if op["op_name"] == "DEPTHWISE_CONV_2D"
+    ]
+    assert taps and max(taps) <= depthwise.XNNPACK_MAX_TAPS, (preset, taps)
     # Training graphs keep Keras' form: TensorFlow's CPU gradients of the native op ignore
     # the dilation.
     assert depthwise.depthwise_implementation() == "keras"

@@ -2,6 +2,7 @@
 behind one interface, saving and run records in one place each."""
 
 import ast
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -333,3 +334,25 @@ def test_run_record_reads_sidecar_then_run_config(tmp_path):
     record = runs.RunRecord.of(artifact)
     assert record.preset == "q" and record.source().name == "radar"
     assert runs.RunRecord.of(tmp_path / "none.keras").source().name == "procedural"
+
+
+def test_a_moved_run_finds_its_data_where_this_machine_keeps_it(tmp_path):
+    """A run trained elsewhere records data locations that do not exist here: they are
+    dropped (the usual lookup applies); an existing one, or an explicit setting, is kept."""
+    here = tmp_path / "mnist.npz"
+    here.write_bytes(b"")
+    run = tmp_path / "run"
+    saving.write_json(run / runs.CONFIG_FILE, {
+        "preset": "p", "data": "mnist", "seed": 3, "run_dir": "/gpu-box/runs/p",
+        "mnist_path": str(tmp_path / "gone" / "mnist.npz"),
+    })  # fmt: skip
+    record = runs.RunRecord.of(run)
+    assert record.source().mnist_path is None and record.source().seed == 3
+    assert record.source(mnist_path=str(here)).mnist_path == str(here)
+    saving.write_json(run / runs.CONFIG_FILE, {"data": "mnist", "mnist_path": str(here)})
+    assert runs.RunRecord.of(run).source().mnist_path == str(here)
+    # Every location is a training setting, which a resumed run does not compare.
+    from kerastp.training import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(runs.LOCATION_SETTINGS) <= fields

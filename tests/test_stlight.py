@@ -317,7 +317,20 @@ def test_exported_tflite_runs_grouped_layout_in_one_xnnpack_partition(tmp_path, 
     lite.predict(export.probe_batch(model, batch_size=1))  # XNNPACK applies on allocation
     placed = delegation(lite.interpreter)
     assert placed["partitions"] == 1 and not placed["fallback_ops"], placed
-    # Integer files keep the plain graph (the grouped one ran slower in int8).
+
+
+@pytest.mark.slow
+def test_integer_exports_keep_the_plain_layout(tmp_path, monkeypatch):
+    """Integer files keep the plain graph (the grouped one ran slower in int8), under the
+    settings that make the float file grouped in the test above (slow: one more export)."""
+    from kerastp import export
+    from kerastp.layers import stl_mixer
+    from kerastp.lite import LiteForecaster
+
+    monkeypatch.setattr(stl_mixer, "EXPORT_GROUP_CHANNELS", 16)
+    monkeypatch.setattr(stl_mixer, "EXPORT_POINTWISE_CHUNKS", {64: 2})
+    model = registry.build_model("stlight_tiny", height=16, width=16, input_frames=4,
+                                 output_frames=4)  # fmt: skip
     export.export_tflite(model, tmp_path / "dynamic.tflite", quantize="dynamic")
     assert "CONCATENATION" not in LiteForecaster(tmp_path / "dynamic.tflite").ops
 

@@ -3,6 +3,7 @@
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import keras
@@ -68,29 +69,41 @@ def test_run_directory_contents(tmp_path):
     )
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
-    straight = training.train(**SMALL, run_dir=str(tmp_path / "straight"))
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_trained_run):
+    """Interrupted after its first epoch, moved to another directory and resumed, a run ends
+    with the weights of the session's uninterrupted run of the same settings and seed."""
+    kwargs = {**tiny_trained_run.kwargs, "eval_sequences": 0}  # scoring is not compared
     with pytest.raises(_Interrupt):
-        training.train(**SMALL, run_dir=str(tmp_path / "resumed"), callbacks=[_StopAtEpoch(1)])
-    assert (tmp_path / "resumed" / "backup").is_dir()
-    resumed = training.train(**SMALL, run_dir=str(tmp_path / "resumed"))
+        training.train(**kwargs, run_dir=str(tmp_path / "first"), callbacks=[_StopAtEpoch(1)])
+    assert (tmp_path / "first" / "backup").is_dir()
+    moved = tmp_path / "elsewhere" / "run"
+    moved.parent.mkdir()
+    shutil.move(tmp_path / "first", moved)
+    resumed = training.train(**kwargs, run_dir=str(moved))
     assert resumed["model"].optimizer.iterations.numpy() == 6
     # Only the second epoch ran in the resumed call.
     assert len(resumed["history"]["loss"]) == 1
-    for a, b in zip(_weights(straight["model"]), _weights(resumed["model"]), strict=True):
+    straight = tiny_trained_run.result["model"]
+    for a, b in zip(_weights(straight), _weights(resumed["model"]), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    with open(tmp_path / "resumed" / "history.csv") as f:
+    with open(moved / "history.csv") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]
 
 
-def test_same_run_dir_with_other_settings_is_refused(tmp_path):
-    training.train(**{**SMALL, "epochs": 1}, run_dir=str(tmp_path / "run"))
-    with pytest.raises(ValueError, match="batch_size"):
-        training.train(**{**SMALL, "epochs": 1, "batch_size": 2}, run_dir=str(tmp_path / "run"))
+def test_same_run_dir_with_other_settings_is_refused(tmp_path, tiny_trained_run):
+    """A run directory moved elsewhere (here: copied) is the same run; another batch size is
+    not, and only it is named."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_trained_run.run_dir, run_dir)
+    kwargs = tiny_trained_run.kwargs
+    with pytest.raises(ValueError, match=r"\(batch_size differ\)"):
+        training.train(**{**kwargs, "batch_size": 2}, run_dir=str(run_dir))
     # Rerunning a finished run with the same settings trains it again with a fresh history.
-    training.train(**{**SMALL, "epochs": 1}, run_dir=str(tmp_path / "run"))
-    with open(tmp_path / "run" / "history.csv") as f:
-        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0]
+    before = (run_dir / "history.csv").stat().st_mtime_ns
+    training.train(**kwargs, run_dir=str(run_dir))
+    assert (run_dir / "history.csv").stat().st_mtime_ns > before
+    with open(run_dir / "history.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]  # not appended
 
 
 @pytest.mark.parametrize(
@@ -144,8 +157,11 @@ def test_readme_library_example_runs(tmp_path, monkeypatch):
     assert (tmp_path / "stlight_tiny.tflite").is_file()
 
 
+@pytest.mark.slow
 def test_a_fresh_process_loads_every_model(tmp_path):
-    """`kerastp.load_model` registers every kerastp class itself (models, optimizer, losses)."""
+    """`kerastp.load_model` registers every kerastp class itself (models, optimizer, losses).
+    Slow (a fresh TensorFlow process and every tiny preset): the default suite loads one
+    model in a fresh process (`test_serialization.py`) and checks the registry's list."""
     import subprocess
     import sys
 

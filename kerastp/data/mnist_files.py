@@ -123,8 +123,9 @@ def _download_mnist():
     Returns the path of the downloaded file. Uses `keras.utils.get_file` with the same origin
     and SHA-256 as `keras.datasets.mnist.load_data()`, which returns the arrays, not the path.
     """
-    import keras
+    from kerastp.backend import require_keras
 
+    keras = require_keras()
     return pathlib.Path(
         keras.utils.get_file(fname="mnist.npz", origin=MNIST_URL, file_hash=MNIST_SHA256)
     )
