@@ -39,10 +39,10 @@ _VERBOSE_HELP = (
 )
 
 
-def _preset_names():
-    from kerastp.registry import PRESETS
+def _preset_names(pretrained=False):
+    from kerastp.registry import PRESETS, PRETRAINED
 
-    return sorted(PRESETS)
+    return sorted(PRESETS) + (sorted(PRETRAINED) if pretrained else [])
 
 
 def _print_json(payload):
@@ -428,7 +428,13 @@ def build_parser():
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("train", help="train a preset with model.fit (resumable)")
-    p.add_argument("--preset", default="stlight_tiny", choices=_preset_names())
+    p.add_argument(
+        "--preset",
+        default="stlight_tiny",
+        choices=_preset_names(pretrained=True),
+        help="an architecture preset, or a pretrained model (mmnist, radar) to fine-tune "
+        "from its shipped weights",
+    )
     _add_data_args(p, default="procedural")
     _add_array_training_args(p)
     p.add_argument("--run-dir", default=None, help="default runs/<preset>; rerun to resume")

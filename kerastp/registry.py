@@ -310,6 +310,9 @@ PRETRAINED = {
         "model": "stlight",
         "data": "mnist",
         "card": "saved_models/mmnist/MODEL_CARD.md",
+        # Fine-tuning defaults (`kerastp train --preset mmnist`): a tenth of the rate it was
+        # trained at, a few epochs.
+        "training": {"max_learning_rate": 5e-5, "batch_size": 16, "epochs": 5},
         "files": {
             "keras": {
                 "path": "saved_models/mmnist/mmnist.keras",
@@ -337,6 +340,7 @@ PRETRAINED = {
         "model": "motioncast",
         "data": "radar",
         "card": "saved_models/radar/MODEL_CARD.md",
+        "training": {"max_learning_rate": 1e-4, "batch_size": 16, "epochs": 10},
         "files": {
             "keras": {
                 "path": "saved_models/radar/radar.keras",
@@ -431,6 +435,16 @@ def get_preset(name):
     if name not in PRESETS:
         raise _unknown("preset", name, PRESETS)
     return copy.deepcopy(PRESETS[name])
+
+
+def training_settings(name):
+    """The training defaults (`max_learning_rate`, `batch_size`, `epochs`) of an architecture
+    preset, or the fine-tuning defaults of a pretrained model (`PRETRAINED`)."""
+    if name in PRETRAINED:
+        return dict(PRETRAINED[name]["training"])
+    if name not in PRESETS:
+        raise _unknown("preset", name, [*PRESETS, *PRETRAINED])
+    return copy.deepcopy(PRESETS[name]["training"])
 
 
 def list_presets(tiny=None, model=None):

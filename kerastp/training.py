@@ -46,7 +46,11 @@ class TrainConfig:
     """Everything a training run depends on; written to `<run_dir>/config.json`.
 
     Args:
-        preset: registry preset name.
+        preset: registry preset name, or a pretrained model's name (`kerastp.registry.
+            PRETRAINED`: "mmnist", "radar") to fine-tune it: the run starts from the shipped
+            model's architecture and weights (its SHA-256 checked and recorded), with its
+            fine-tuning defaults (a lower learning rate, a few epochs); `overrides` cannot
+            change a pretrained architecture, and the data must fit its frames.
         data: a registered data source (`kerastp.registry.SOURCES`): "procedural"
             (built-in Moving MNIST digits, no file), "mnist" (real MNIST digits), "radar"
             (the radar nowcasting events: 6 frames in, 12 out, train on the training events,
@@ -124,9 +128,15 @@ class TrainConfig:
 
     def resolved(self):
         """A copy with every None default filled in from the preset; validates values."""
-        preset = registry.get_preset(self.preset)
-        training = preset["training"]
+        training = registry.training_settings(self.preset)
         config = dataclasses.replace(self, overrides=dict(self.overrides))
+        pretrained = config.preset in registry.PRETRAINED
+        if pretrained and config.overrides:
+            raise ValueError(
+                f"preset={config.preset!r} is a pretrained model, whose architecture is fixed: "
+                f"`overrides` ({', '.join(sorted(config.overrides))}) cannot change it. "
+                "Fine-tune it as it is, or train an architecture preset with overrides."
+            )
         options.check_choice("data", config.data, options.DATA_SOURCES)
         options.check_choice("strategy", config.strategy, options.STRATEGIES)
         precision.policy_name(config.mixed_precision)
@@ -146,8 +156,10 @@ class TrainConfig:
                 "only windowed sources that declare it (radar) augment their training windows"
             )
         source.check()  # finds the data before any model is built
-        # What the data fixes (radar: 6 -> 12 frames of its size) unless `overrides` set it.
-        config.overrides = {**source.model_overrides(config.preset), **config.overrides}
+        # What the data fixes (radar: 6 -> 12 frames of its size) unless `overrides` set it;
+        # a pretrained model's frames are its own (`_train` checks that the data fits them).
+        if not pretrained:
+            config.overrides = {**source.model_overrides(config.preset), **config.overrides}
         config = dataclasses.replace(config, **source.resolved_settings())
         positive_int("batch_size", config.batch_size)
         if config.steps_per_epoch is None:
@@ -303,6 +315,27 @@ def is_chief(strategy):
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
+def _pretrained_start(name):
+    """A pretrained model rebuilt for training: the shipped model's class and config in the
+    current dtype policy (mixed precision applies), its weights copied in.
+
+    Returns:
+        (model, init record: the pretrained name and the SHA-256 of its checked file).
+    """
+    from kerastp import pretrained
+    from kerastp.saving import load_model
+
+    path = pretrained.pretrained_file(name, "keras")  # checks the recorded SHA-256
+    shipped = load_model(path)
+    model_config = shipped.get_config()
+    model_config.pop("dtype", None)
+    model = type(shipped).from_config(model_config)
+    model(keras.ops.zeros((1, *shipped.input_signature_shape[1:])), training=False)
+    model.set_weights(shipped.get_weights())
+    sha256 = registry.PRETRAINED[name]["files"]["keras"]["sha256"]
+    return model, {"pretrained": name, "sha256": sha256}
+
+
 def _train(config, callbacks, strategy):
     run_dir = Path(config.run_dir)
     keras.utils.set_random_seed(config.seed)
@@ -310,7 +343,11 @@ def _train(config, callbacks, strategy):
     source = config.source()
     shape = source.frame_shape()  # the user's arrays: the model's frames follow the data
     follow = {} if shape is None else dict(zip(("height", "width", "channels"), shape, strict=True))
-    model = registry.build_model(config.preset, **{**follow, **config.overrides})
+    init = None
+    if config.preset in registry.PRETRAINED:
+        model, init = _pretrained_start(config.preset)
+    else:
+        model = registry.build_model(config.preset, **{**follow, **config.overrides})
     source.check_model(model)
     source.prepare(model)  # fits what depends on the training split (a normalisation)
     data_scale = source.data_scale()
@@ -326,6 +363,8 @@ def _train(config, callbacks, strategy):
         "data_scale": data_scale,
         "backend": keras.backend.backend(),
     }
+    if init is not None:
+        resolved["init"] = init
     config_file = run_dir / runs.CONFIG_FILE
     if config_file.is_file():
         previous = json.loads(config_file.read_text())

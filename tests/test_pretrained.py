@@ -251,3 +251,62 @@ def test_radar_predicts_rain_rates_from_the_cli(tmp_path, radar_examples):
         kerastp.from_preset("radar").predict(radar_examples[0][:1], verbose=0)[0], clip=True
     )
     np.testing.assert_allclose(forecast, expected, rtol=1e-4, atol=1e-3)
+
+
+def test_a_pretrained_name_starts_training_from_its_shipped_weights(radar_examples):
+    """`train(preset="radar")` fine-tunes: a new model of the shipped class and config, in
+    the current dtype policy, holding the shipped weights; the start is recorded by SHA-256."""
+    from kerastp import precision, training
+
+    shipped = kerastp.from_preset("radar")
+    with precision.policy_scope("mixed_bfloat16"):
+        model, init = training._pretrained_start("radar")
+    assert model is not shipped and type(model) is type(shipped)
+    sha256 = PRETRAINED["radar"]["files"]["keras"]["sha256"]
+    assert init == {"pretrained": "radar", "sha256": sha256}
+    assert precision.is_mixed(model)
+    config = {k: v for k, v in model.get_config().items() if k != "dtype"}
+    assert config == {k: v for k, v in shipped.get_config().items() if k != "dtype"}
+    for a, b in zip(model.get_weights(), shipped.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    model, _ = training._pretrained_start("radar")  # float32: the shipped forecast
+    past = radar_examples[0][:1]
+    np.testing.assert_allclose(model.predict(past, verbose=0), shipped.predict(past, verbose=0),
+                               atol=1e-6)  # fmt: skip
+
+
+def test_a_pretrained_architecture_is_not_overridden_and_its_defaults_are_fine_tuning(tmp_path):
+    from kerastp import registry, training
+
+    with pytest.raises(ValueError, match=r"pretrained model.*`overrides` \(hidden_dim\)"):
+        training.train(preset="radar", data="radar", overrides={"hidden_dim": 8},
+                       run_dir=str(tmp_path / "run"))  # fmt: skip
+    assert not (tmp_path / "run").exists()
+    tuned = registry.training_settings("mmnist")
+    assert tuned["max_learning_rate"] < registry.training_settings("stlight_tiny")[
+        "max_learning_rate"]  # fmt: skip
+    with pytest.raises(ValueError, match="Valid presets: .*mmnist.*stlight_tiny"):
+        registry.training_settings("mmnist_large")
+
+
+@pytest.mark.slow
+def test_cli_fine_tunes_the_pretrained_radar_model(tmp_path, radar_dir):
+    """`kerastp train --preset radar --data radar`: a few steps at the fine-tuning rate move
+    the shipped weights a little, and the run records where it started (slow: traces
+    MotionCast's training step)."""
+    import json
+
+    from kerastp import cli, saving
+
+    run = tmp_path / "ft"
+    assert cli.main(["train", "--preset", "radar", "--data", "radar", "--epochs", "1",
+                     "--steps-per-epoch", "3", "--batch-size", "4", "--eval-sequences", "0",
+                     "--run-dir", str(run), "--verbose", "0"]) == 0  # fmt: skip
+    config = json.loads((run / "config.json").read_text())
+    assert config["init"]["pretrained"] == "radar" and config["learning_rate"] == 1e-4
+    tuned, shipped = saving.load_model(run), kerastp.from_preset("radar")
+    moved = [
+        float(np.max(np.abs(a - b)))
+        for a, b in zip(tuned.trainable_weights, shipped.trainable_weights, strict=True)
+    ]
+    assert 0 < max(moved) < 0.01, max(moved)

@@ -77,7 +77,7 @@ class ArraysSource(DataSource):
             raise ValueError(
                 f"{self.data_path} holds {'x'.join(map(str, shape))} frames, the model "
                 f"expects {'x'.join(map(str, model.frame_shape))} (drop height/width/channels "
-                "from `overrides`)"
+                "from `overrides`; a pretrained model's frames are its own)"
             )
 
     def _windows(self, model):
