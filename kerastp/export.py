@@ -662,6 +662,15 @@ def quantization_data(model, quantize, source, sequences=64):
     return representative, (past[:sequences], future[:sequences])
 
 
+def _default_name(model_path, record):
+    """Artifacts are named after the run's preset, or the file when nothing is recorded; a
+    run fine-tuned from a pretrained model (`init` in its config) after its run directory,
+    so that its files do not take the shipped model's name."""
+    if record.config.get("init"):
+        return record.run_dir.name
+    return record.preset or Path(model_path).stem
+
+
 def export_artifacts(
     model_path,
     formats=("keras", "saved_model", "tflite"),
@@ -680,8 +689,9 @@ def export_artifacts(
     Args:
         model_path: `.keras` file or a kerastp run directory.
         formats: any of "keras", "saved_model", "tflite".
-        name: artifact base name; default the preset recorded with the model, else the
-            file's stem. A quantised TFLite file is named `<name>_<quantize>.tflite`.
+        name: artifact base name; default the preset recorded with the model (the run
+            directory's name for a fine-tuned pretrained model), else the file's stem. A
+            quantised TFLite file is named `<name>_<quantize>.tflite`.
         saved_model_dir: where `.keras` and SavedModel go.
         tflite_dir: where `.tflite` goes.
         quantize: TFLite quantisation, one of `QUANTIZATIONS`.
@@ -722,7 +732,7 @@ def export_artifacts(
     data_scale = record.data_scale
     # A bare .keras file does not say which backend trained it; a run directory does.
     trained_on = getattr(record, "training_backend", None) or "unknown"
-    name = name or preset or Path(model_path).stem
+    name = name or _default_name(model_path, record)
     targets = _targets(name, saved_model_dir, tflite_dir)
     if "saved_model" in formats:
         # e.g. `--model mmnist` from a source checkout: saved_models/mmnist/ holds the

@@ -99,6 +99,14 @@ class RunRecord:
         return self.get("preset")
 
     @property
+    def run_dir(self):
+        """The run directory whose config.json was read (None for a bare artifact)."""
+        for candidate in _run_config_candidates(self.path) if self.config else ():
+            if candidate.is_file():
+                return candidate.parent
+        return None
+
+    @property
     def data(self):
         """The data source the model was trained on, or None when nothing says."""
         return self.get("data")

@@ -310,3 +310,20 @@ def test_cli_fine_tunes_the_pretrained_radar_model(tmp_path, radar_dir):
         for a, b in zip(tuned.trainable_weights, shipped.trainable_weights, strict=True)
     ]
     assert 0 < max(moved) < 0.01, max(moved)
+    # Its artifacts take the run's name, not the shipped model's.
+    assert cli.main(["export", "--model", str(run), "--format", "keras",
+                     "--saved-model-dir", str(tmp_path / "out")]) == 0  # fmt: skip
+    assert (tmp_path / "out" / "ft.keras").is_file()
+
+
+def test_a_fine_tuned_run_names_its_artifacts_after_its_directory(tmp_path):
+    from kerastp import export, runs, saving
+
+    run = tmp_path / "radar-tuned"
+    saving.write_json(run / runs.CONFIG_FILE, {"preset": "radar", "init": {"pretrained": "radar"}})
+    for path in (run, run / "model.keras", run / "checkpoints" / "best.keras"):
+        assert export._default_name(path, runs.RunRecord.of(path)) == "radar-tuned"
+    saving.write_json(run / runs.CONFIG_FILE, {"preset": "radar"})
+    assert export._default_name(run, runs.RunRecord.of(run)) == "radar"
+    bare = tmp_path / "m.keras"
+    assert export._default_name(bare, runs.RunRecord.of(bare)) == "m"
