@@ -3,6 +3,7 @@ switch between quiet (default) and verbose diagnostics."""
 
 import contextlib
 import importlib
+import importlib.util
 import os
 import sys
 
@@ -75,6 +76,17 @@ def require_tensorflow():
 
 
 
+def _quiet_tensorflow_if_installed():
+    """On JAX or PyTorch, Keras still imports TensorFlow where it is installed (to seed it,
+    and for tf.data inputs); that first import is made here, quietly, as on TensorFlow."""
+    if "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None:
+        return
+    if not verbose():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with quiet_native_stderr():
+        importlib.import_module("tensorflow")
+
+
 _BACKEND_EXTRAS = {
     "tensorflow": "`pip install 'kerastp[cpu]'` (or `kerastp[gpu]` for NVIDIA GPUs)",
     "jax": "`pip install 'kerastp[jax]'` (or `kerastp[jax-cuda]` for NVIDIA GPUs)",
@@ -133,6 +145,7 @@ def require_keras():
                 f"KERAS_BACKEND={backend!r} needs the {backend!r} package, "
                 f"which is not installed. Install it with {_BACKEND_EXTRAS[backend]}."
             ) from error
+        _quiet_tensorflow_if_installed()
     import keras
 
     return keras

@@ -30,9 +30,12 @@ def test_evaluate_of_a_missing_model_fails_before_importing_tensorflow(tmp_path)
 
 #: Python that imports TensorFlow for the first time the ways the commands do: loading a model
 #: (`kerastp evaluate`, `predict`, `export`) and the main job's module (`kerastp demo`).
+#: On JAX, Keras itself imports TensorFlow where it is installed (`set_random_seed` seeds it).
 _FIRST_IMPORTS = {
     "load_model": "import sys; import kerastp; kerastp.load_model(sys.argv[1]); print('ok')",
     "demo": "import kerastp.demo; print('ok')",
+    "jax": "import kerastp, keras; kerastp.build_model('stlight_tiny'); "
+    "keras.utils.set_random_seed(0); print('ok')",
 }
 _TINY_KERAS = str(Path(__file__).resolve().parents[1] / "saved_models" / "stlight_tiny.keras")
 
@@ -41,7 +44,15 @@ _TINY_KERAS = str(Path(__file__).resolve().parents[1] / "saved_models" / "stligh
 def test_commands_are_quiet_by_default(way):
     """Importing TensorFlow through kerastp prints nothing (its absl / oneDNN lines at
     import are native writes to stderr that no log level reaches)."""
-    quiet = _python(_FIRST_IMPORTS[way], _TINY_KERAS)
+    import importlib.util
+    import os
+
+    env = dict(os.environ)
+    if way == "jax":
+        if importlib.util.find_spec("jax") is None:
+            pytest.skip("jax is not installed")
+        env["KERAS_BACKEND"] = "jax"
+    quiet = _python(_FIRST_IMPORTS[way], _TINY_KERAS, env=env)
     assert quiet.returncode == 0 and quiet.stdout.strip() == "ok", quiet.stderr[-2000:]
     assert quiet.stderr == "", quiet.stderr
 
