@@ -305,11 +305,13 @@ def bench_path(path, *, batch_size=1, threads=(1,), warmup=3, runs=20, max_secon
     _check_timing(warmup, runs, max_seconds)
     if not isinstance(path, str | os.PathLike):
         raise ValueError(f"`path` must be a preset name or a path, got path={path!r}")
-    from kerastp.pretrained import resolve_model_path
+    from kerastp.pretrained import pretrained_file, resolve_model_path
 
+    name = os.fspath(path)
     path = resolve_model_path(path)
     text = os.fspath(path)
-    candidates = []
+    candidates, shape = [], None
+    lite_files = {}  # runtime ("tflite", "tflite_int8", ...) -> its .tflite file
     if text in registry.PRESETS or text.endswith(".keras") or Path(text, "model.keras").is_file():
         if text in registry.PRESETS:
             model = registry.build_model(text)
@@ -322,14 +324,14 @@ def bench_path(path, *, batch_size=1, threads=(1,), warmup=3, runs=20, max_secon
             ("keras_eager", None, keras_forecaster(model)),
             ("keras_xla", None, keras_forecaster(model, jit_compile=True)),
         ]
+        # A pretrained name: its shipped TFLite files too, beside the Keras model.
+        for kind in registry.PRETRAINED.get(name, {}).get("files", {}):
+            if kind.startswith("tflite"):
+                lite_files[kind] = pretrained_file(name, kind)
     elif text.endswith(".tflite"):
         if not Path(text).is_file():
             raise FileNotFoundError(f"No .tflite file at {text}")
-        from kerastp.lite import LiteForecaster
-
-        shape = LiteForecaster(text).input_shape[1:]
-        lites = {n: LiteForecaster(text, num_threads=n) for n in threads}
-        candidates = [("tflite", n, lites[n].predict) for n in threads]
+        lite_files["tflite"] = text
     elif Path(text, "saved_model.pb").is_file():
         from kerastp.forecasters import SavedModelForecaster
 
@@ -341,6 +343,15 @@ def bench_path(path, *, batch_size=1, threads=(1,), warmup=3, runs=20, max_secon
             f"Nothing to benchmark at {text!r}: give a preset name (see `kerastp list`), a "
             ".keras file, a run directory, a SavedModel directory or a .tflite file"
         )
+    lites = {}
+    if lite_files:
+        from kerastp.lite import LiteForecaster
+
+        for runtime, file in lite_files.items():
+            lites[runtime] = {n: LiteForecaster(file, num_threads=n) for n in threads}
+            candidates += [(runtime, n, lites[runtime][n].predict) for n in threads]
+        if shape is None:
+            shape = next(iter(lites["tflite"].values())).input_shape[1:]
     past = np.random.default_rng(seed).random((batch_size, *shape), dtype=np.float32)
     rows = []
     for runtime, num_threads, forecast in candidates:
@@ -354,11 +365,11 @@ def bench_path(path, *, batch_size=1, threads=(1,), warmup=3, runs=20, max_secon
                 **stats,
             }
         )
-        if runtime == "tflite":
+        if runtime in lites:
             from kerastp.lite import delegation
 
-            rows[-1]["delegation"] = delegation(lites[num_threads].interpreter)
-            rows[-1]["accuracy"] = tflite_accuracy(text)
+            rows[-1]["delegation"] = delegation(lites[runtime][num_threads].interpreter)
+            rows[-1]["accuracy"] = tflite_accuracy(lite_files[runtime])
     return rows
 
 

@@ -327,3 +327,18 @@ def test_a_fine_tuned_run_names_its_artifacts_after_its_directory(tmp_path):
     assert export._default_name(run, runs.RunRecord.of(run)) == "radar"
     bare = tmp_path / "m.keras"
     assert export._default_name(bare, runs.RunRecord.of(bare)) == "m"
+
+
+def test_bench_of_a_pretrained_name_times_its_shipped_tflite_files_too(monkeypatch):
+    """`kerastp bench radar`: the Keras model and every shipped .tflite file, each row with
+    the accuracy its sidecar records (the Keras runtimes are stubbed: their timing is
+    tested on an artifact in test_cli.py)."""
+    from kerastp import bench
+
+    monkeypatch.setattr(bench, "keras_forecaster", lambda model, jit_compile=False: (
+        lambda past: np.zeros((len(past), 12, 64, 64, 1), np.float32)))  # fmt: skip
+    rows = bench.bench_path("radar", threads=(1,), warmup=1, runs=2)
+    assert [r["runtime"] for r in rows] == ["keras_eager", "keras_xla", "tflite", "tflite_int8"]
+    quantize = [r["accuracy"]["quantize"] for r in rows[2:]]
+    assert quantize == ["none", "int8"] and all(r["delegation"]["nodes"] > 0 for r in rows[2:])
+    assert all(r["input_shape"] == [1, 6, 64, 64, 1] for r in rows)
