@@ -94,6 +94,16 @@ def cmd_list(args):
         "MACs (fvcore): the papers' convention (fvcore on the PyTorch twin: counts norms, and\n"
         "skips depth-wise convs declared padding='same'); compare it with the paper's FLOPs."
     )
+    import textwrap
+
+    from kerastp.registry import PRETRAINED
+
+    print("\nPretrained models (shipped; `kerastp predict --model NAME`; fine-tune with\n"
+          "`kerastp train --preset NAME`):")  # fmt: skip
+    for name, entry in PRETRAINED.items():
+        text = f"{entry['description']} Card: {entry['card']}"
+        print(textwrap.fill(text, 100, initial_indent=f"  {name:<20}", subsequent_indent=" " * 22,
+                            break_on_hyphens=False))
     return 0
 
 

@@ -131,6 +131,10 @@ def test_list_tiny_prints_the_parameter_count(monkeypatch, tmp_path, capsys):
     # Only the tiny presets.
     for name in set(registry.PRESETS) - set(tiny):
         assert name not in lines
+    # Then the pretrained models, with how to use them and their cards.
+    assert "kerastp train --preset NAME" in out
+    for name, entry in registry.PRETRAINED.items():
+        assert name in lines and entry["card"] in out.replace("\n" + " " * 22, " ")
     assert list(tmp_path.iterdir()) == []
 
 
