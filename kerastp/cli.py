@@ -364,8 +364,11 @@ def cmd_demo(args):
     return 0
 
 
-def _add_data_args(parser, default=None, sources=options.DATA_SOURCES, windows=True):
+def _add_data_args(
+    parser, default=None, sources=options.DATA_SOURCES, windows=True, default_help=None
+):
     recorded = " (default: the data the model was trained on)" if default is None else ""
+    recorded = recorded if default_help is None else f" (default: {default_help})"
     parser.add_argument(
         "--data",
         choices=sources,
@@ -445,7 +448,7 @@ def build_parser():
         help="an architecture preset, or a pretrained model (mmnist, radar) to fine-tune "
         "from its shipped weights",
     )
-    _add_data_args(p, default="procedural")
+    _add_data_args(p, default_help="procedural; for a pretrained model, its own data")
     _add_array_training_args(p)
     p.add_argument("--run-dir", default=None, help="default runs/<preset>; rerun to resume")
     p.add_argument(

@@ -55,7 +55,8 @@ class TrainConfig:
             (built-in Moving MNIST digits, no file), "mnist" (real MNIST digits), "radar"
             (the radar nowcasting events: 6 frames in, 12 out, train on the training events,
             validate and evaluate on the validation events; the model's frame counts and
-            size follow unless `overrides` set them) or "arrays" (your own file).
+            size follow unless `overrides` set them) or "arrays" (your own file). None:
+            "procedural", or for a pretrained preset the data it was trained on.
         mnist_path: MNIST location for `data="mnist"` (see `resolve_mnist_path`).
         radar_path: radar data folder for `data="radar"` (see `resolve_radar_dir`).
         radar_resolution: 64 or 128 pixels per side (None: 64).
@@ -96,7 +97,7 @@ class TrainConfig:
     """
 
     preset: str = "stlight_tiny"
-    data: str = "procedural"
+    data: str | None = None
     mnist_path: str | None = None
     radar_path: str | None = None
     radar_resolution: int | None = None
@@ -131,6 +132,8 @@ class TrainConfig:
         training = registry.training_settings(self.preset)
         config = dataclasses.replace(self, overrides=dict(self.overrides))
         pretrained = config.preset in registry.PRETRAINED
+        if config.data is None:  # a pretrained model fine-tunes on its own data by default
+            config.data = registry.PRETRAINED[config.preset]["data"] if pretrained else "procedural"
         if pretrained and config.overrides:
             raise ValueError(
                 f"preset={config.preset!r} is a pretrained model, whose architecture is fixed: "

@@ -275,8 +275,15 @@ def test_a_pretrained_name_starts_training_from_its_shipped_weights(radar_exampl
                                atol=1e-6)  # fmt: skip
 
 
-def test_a_pretrained_architecture_is_not_overridden_and_its_defaults_are_fine_tuning(tmp_path):
+def test_a_pretrained_architecture_is_not_overridden_and_its_defaults_are_fine_tuning(
+    tmp_path, radar_dir
+):
     from kerastp import registry, training
+
+    # Its own data and fine-tuning rate unless told otherwise.
+    tuned = training.TrainConfig(preset="radar", run_dir=str(tmp_path / "r")).resolved()
+    assert (tuned.data, tuned.learning_rate) == ("radar", 1e-4)
+    assert training.TrainConfig(run_dir=str(tmp_path / "p")).resolved().data == "procedural"
 
     with pytest.raises(ValueError, match=r"pretrained model.*`overrides` \(hidden_dim\)"):
         training.train(preset="radar", data="radar", overrides={"hidden_dim": 8},
