@@ -293,6 +293,7 @@ PRESETS = {
             "residual_blocks": 2,
             "patch_size": 4,
             "residual_channels": 8,
+            "prior_iterations": 2,
         },
         "data": "radar",
         "training": {"max_learning_rate": 1e-3, "batch_size": 16, "epochs": 30},

@@ -98,6 +98,26 @@ def test_nowcasting_score_clips_forecasts_to_the_data_range():
     assert len(perfect["mse_mm_h_per_lead_time"]) == 12
 
 
+@pytest.mark.slow  # pysteps and three priors on 32 windows
+def test_the_prior_check_never_touches_the_validation_events(tmp_path, radar_dir):
+    """`--prior-check`: how MotionCast's radar prior was chosen, on the training events only,
+    one row per number of solves compared."""
+    import nowcasting
+
+    from kerastp.data import radar
+
+    prior = nowcasting.main(["--prior-check", "--out-dir", str(tmp_path)])
+    assert set(prior["events"]).isdisjoint(radar.VALIDATION_EVENTS)
+    names = [r["name"] for r in prior["results"]]
+    chosen = registry.get_preset("motioncast_radar")["config"]["prior_iterations"]
+    assert [n for n in names if "the preset's" in n] == [
+        f"kerastp Lucas-Kanade, {chosen} solve(s), the preset's"
+    ]
+    assert len([n for n in names if n.startswith("kerastp")]) == len(nowcasting.PRIOR_ITERATIONS)
+    forecasts = [r["mse_mm_h"] for r in prior["results"] if r["name"].startswith("kerastp")]
+    assert len(set(forecasts)) == len(forecasts)  # the solves change the forecast
+
+
 @pytest.mark.slow
 def test_benchmark_suite_smoke(tmp_path):
     """`benchmarks/run.py --budget smoke` runs every part and writes every table and plot."""

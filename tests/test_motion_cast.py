@@ -120,6 +120,43 @@ def test_lucas_kanade_recovers_the_motion_of_a_smooth_field(motion):
         lucas_kanade(frames[:, :, :31])
 
 
+@pytest.mark.parametrize("motion", [(0.0, 2.5), (-2.0, 1.5)])
+def test_iterative_lucas_kanade_refines_a_fast_motion(motion):
+    """One linearised solve misses a motion of a few pixels per step by several percent;
+    warping the earlier frames along it and solving again recovers the rest."""
+    rows, cols = np.meshgrid(np.arange(32.0), np.arange(32.0), indexing="ij")
+
+    def field(t):
+        r, c = rows - 16 - motion[0] * t, cols - 16 - motion[1] * t
+        return np.exp(-(r**2 + c**2) / 60.0) + 0.5 * np.exp(-((r - 5) ** 2 + (c + 6) ** 2) / 30.0)
+
+    frames = np.stack([field(t) for t in range(3)])[None, ..., None].astype(np.float32)
+    errors = []
+    for iterations in (1, 2):
+        flow = _numpy(lucas_kanade(frames, ridge=0.001, iterations=iterations))
+        errors.append(np.abs(flow[0, 12:20, 12:20].mean(axis=(0, 1)) + np.array(motion)).max())
+    assert errors[1] < 0.05 < errors[0], errors
+    with pytest.raises(ValueError, match="iterations"):
+        lucas_kanade(frames, iterations=0)
+
+
+def test_the_motion_prior_of_a_model_follows_its_iterations():
+    past = np.random.default_rng(3).random((2, 4, 16, 16, 1)).astype(np.float32)
+    model = _tiny(prior_iterations=2)
+    flow = lucas_kanade(past, iterations=2)
+    expected = [_numpy(warp(past[:, -1], d)) for d in semi_lagrangian_displacements(flow, 5)]
+    np.testing.assert_allclose(
+        _numpy(model(past, training=False)), np.stack(expected, axis=1), atol=1e-5
+    )
+    assert MotionCast.from_config(model.get_config()).prior_iterations == 2
+    # Models saved before the setting existed have no key: they keep the single solve.
+    config = model.get_config()
+    del config["prior_iterations"]
+    assert MotionCast.from_config(config).prior_iterations == 1
+    with pytest.raises(ValueError, match="prior_iterations"):
+        _tiny(prior_iterations=0)
+
+
 def _tiny(**overrides):
     config = {
         "input_frames": 4,

@@ -64,6 +64,9 @@ class MotionCast(Forecaster):
         dilation: int, dilation of the second depth-wise convolution.
         motion_prior: "lucas_kanade" (the learned motion corrects a dense Lucas-Kanade field
             of the last frames) or "none" (the learned motion alone, starting at rest).
+        prior_iterations: int, solves of the Lucas-Kanade prior's iterative refinement
+            (`lucas_kanade(iterations=...)`); 1 is a single linearised solve (the default, and
+            what models saved before this setting existed used), `motioncast_radar` takes 2.
         **kwargs: base `keras.Model` arguments.
 
     Call arguments:
@@ -107,6 +110,7 @@ class MotionCast(Forecaster):
         kernel_size_2=7,
         dilation=3,
         motion_prior="lucas_kanade",
+        prior_iterations=1,
         **kwargs,
     ):
         super().__init__(input_frames, output_frames, height, width, channels, **kwargs)
@@ -124,6 +128,7 @@ class MotionCast(Forecaster):
                 f"motion_prior={motion_prior!r}"
             )
         self.motion_prior = motion_prior
+        self.prior_iterations = positive_int("prior_iterations", prior_iterations)
         p = self.patch_size
         for arg, value in (("height", self.height), ("width", self.width)):
             if value % p:
@@ -209,7 +214,7 @@ class MotionCast(Forecaster):
         if self.motion_prior == "lucas_kanade" and t >= 2:
             # The name scope lets an int8 export keep the solve in float (`int8_float_layers`).
             with keras.name_scope("motion_prior"):
-                prior = lucas_kanade(window, pairs=min(2, t - 1))
+                prior = lucas_kanade(window, pairs=min(2, t - 1), iterations=self.prior_iterations)
             velocity = velocity + ops.cast(prior, velocity.dtype)
         return x, velocity
 
@@ -247,6 +252,7 @@ class MotionCast(Forecaster):
                 "kernel_size_2": self.kernel_size_2,
                 "dilation": self.dilation,
                 "motion_prior": self.motion_prior,
+                "prior_iterations": self.prior_iterations,
             }
         )
         return config
