@@ -23,6 +23,15 @@ def _set_verbosity(verbose):
         warnings.filterwarnings("ignore", category=UserWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
+        from kerastp.runs import MovedRunWarning  # standard library only
+
+        warnings.filterwarnings("default", category=MovedRunWarning)
+        warnings.formatwarning = _one_line_warning
+
+
+def _one_line_warning(message, category, *args, **kwargs):
+    """A warning the quiet CLI lets through, as one line like its errors (no source line)."""
+    return f"kerastp: warning: {message}\n"
 
 
 def _fit_verbosity(verbose):

@@ -18,9 +18,18 @@ the sidecar first, then the run's `config.json`. This module imports neither Ten
 Keras.
 """
 
+import warnings
 from pathlib import Path
 
 from kerastp.saving import read_json
+
+
+class MovedRunWarning(UserWarning):
+    """A run recorded a data location that does not exist here (it was trained elsewhere).
+
+    Shown by the CLI even when it quiets other warnings: a "not found" error that follows
+    would otherwise not say where the run had its data."""
+
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
@@ -134,8 +143,10 @@ class RunRecord:
         `settings` (e.g. `mnist_path`) replace recorded ones when not None.
 
         A recorded data location (`LOCATION_SETTINGS`) that does not exist here, say a run
-        trained on another machine, is dropped: the data are then found the usual way
-        (`KERASTP_MNIST` / `KERASTP_RADAR`, the Keras cache, ../shared). Without any record,
+        trained on another machine, is dropped with a warning naming it: the data are then
+        found the usual way (`KERASTP_MNIST` / `KERASTP_RADAR`, the Keras cache, ../shared),
+        so an error that they are found nowhere follows a line saying where the run had them.
+        Without any record,
         Moving MNIST from procedural digits.
         """
         from kerastp.data.sources import source_from_config
@@ -143,6 +154,13 @@ class RunRecord:
         config = self.settings()
         for key in LOCATION_SETTINGS:
             if config.get(key) and not Path(config[key]).exists():
+                if key != "run_dir" and settings.get(key) is None:
+                    warnings.warn(
+                        f"{self.path} recorded {key}={config[key]!r}, which does not exist on "
+                        "this machine; looking for the data the usual way instead.",
+                        MovedRunWarning,
+                        stacklevel=2,
+                    )
                 config[key] = None
         config.update({k: v for k, v in settings.items() if v is not None})
         name = data or self.data

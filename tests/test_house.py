@@ -5,6 +5,7 @@ import ast
 import dataclasses
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -336,6 +337,22 @@ def test_run_record_reads_sidecar_then_run_config(tmp_path):
     assert runs.RunRecord.of(tmp_path / "none.keras").source().name == "procedural"
 
 
+def test_the_quiet_cli_still_says_where_a_moved_run_had_its_data(monkeypatch):
+    from kerastp import cli
+    from kerastp.backend import VERBOSE_ENV_VAR
+
+    monkeypatch.delenv(VERBOSE_ENV_VAR, raising=False)
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # restored after
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.resetwarnings()
+        cli._set_verbosity(False)
+        warnings.warn("something kerastp handles", UserWarning, stacklevel=1)
+        warnings.warn("recorded mnist_path", runs.MovedRunWarning, stacklevel=1)
+    assert [type(w.message) for w in caught] == [runs.MovedRunWarning]
+    line = warnings.formatwarning(caught[0].message, runs.MovedRunWarning, "x.py", 1)
+    assert line == "kerastp: warning: recorded mnist_path\n"
+
+
 def test_a_moved_run_finds_its_data_where_this_machine_keeps_it(tmp_path):
     """A run trained elsewhere records data locations that do not exist here: they are
     dropped (the usual lookup applies); an existing one, or an explicit setting, is kept."""
@@ -347,8 +364,12 @@ def test_a_moved_run_finds_its_data_where_this_machine_keeps_it(tmp_path):
         "mnist_path": str(tmp_path / "gone" / "mnist.npz"),
     })  # fmt: skip
     record = runs.RunRecord.of(run)
-    assert record.source().mnist_path is None and record.source().seed == 3
-    assert record.source(mnist_path=str(here)).mnist_path == str(here)
+    with pytest.warns(runs.MovedRunWarning, match=r"recorded mnist_path='.*gone.*does not exist"):
+        source = record.source()
+    assert source.mnist_path is None and source.seed == 3
+    with warnings.catch_warnings():  # an explicit location replaces the record: no warning
+        warnings.simplefilter("error")
+        assert record.source(mnist_path=str(here)).mnist_path == str(here)
     saving.write_json(run / runs.CONFIG_FILE, {"data": "mnist", "mnist_path": str(here)})
     assert runs.RunRecord.of(run).source().mnist_path == str(here)
     # Every location is a training setting, which a resumed run does not compare.
