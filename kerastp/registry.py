@@ -281,7 +281,7 @@ PRESETS = {
         "model": "motioncast",
         "tiny": False,
         "description": "MotionCast for radar nowcasting: 6 -> 12 frames of 64x64, d=64, "
-        "4 motion + 2 residual mixer blocks",
+        "4 motion + 2 residual mixer blocks, Lucas-Kanade prior of two solves",
         "config": {
             "input_frames": 6,
             "output_frames": 12,

@@ -251,8 +251,9 @@ def test_learns_the_motion_of_a_translating_blob():
     assert float(np.mean(_numpy(velocity)[..., 1])) < -0.3
 
 
-def test_tflite_has_builtin_ops_and_equal_outputs(tmp_path):
-    model = _with_velocity(_tiny(), 0.4, -0.7)
+@pytest.mark.parametrize("prior_iterations", [1, 2])
+def test_tflite_has_builtin_ops_and_equal_outputs(tmp_path, prior_iterations):
+    model = _with_velocity(_tiny(prior_iterations=prior_iterations), 0.4, -0.7)
     sidecar = export.export_tflite(model, tmp_path / "m.tflite", preset="motioncast_tiny")
     lite = LiteForecaster(tmp_path / "m.tflite", num_threads=1)
     assert not [op for op in lite.ops if op.startswith("Flex") or op == "WHILE"]
@@ -273,8 +274,9 @@ def test_presets_are_registered_with_their_data():
 @pytest.mark.slow
 def test_int8_runs_with_the_solve_and_the_sample_positions_in_float(tmp_path):
     """Fully integer, LiteRT refuses the Lucas-Kanade DIV; MotionCast's defaults keep it, the
-    advection's pixel indices and the GELU -> BatchNorm pairs in float, and the model runs."""
-    model = registry.build_model("motioncast_tiny")
+    advection's pixel indices and the GELU -> BatchNorm pairs in float, and the model runs
+    (with the refinement's warps inside the solve, as `motioncast_radar` has them)."""
+    model = registry.build_model("motioncast_tiny", prior_iterations=2)
     rng = np.random.default_rng(0)
     calibration = rng.random((4, *model.input_signature_shape[1:]), dtype=np.float32)
     sidecar = export.export_tflite(model, tmp_path / "q.tflite", quantize="int8",
