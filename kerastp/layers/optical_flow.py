@@ -52,7 +52,7 @@ def lucas_kanade(
     hour of 3.69 (mm/h)^2 there, against 4.16 for pysteps' Lucas-Kanade extrapolation and
     5.96 for persistence (+5 min: 0.72, 0.75, 1.72). Two iterations (`iterations=2`, the
     `motioncast_radar` preset's choice, also chosen on those training windows) bring it to
-    3.60 and raise CSI at 1 and 5 mm/h and FSS there, at +5 min 0.74
+    3.60 and raise CSI at 1 and 5 mm/h and FSS there; only the +5 min MSE rises, to 0.74
     (`python benchmarks/nowcasting.py --prior-check --out-dir benchmarks/results/cpu`).
 
     Args:
