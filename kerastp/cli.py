@@ -23,7 +23,7 @@ def _set_verbosity(verbose):
         warnings.filterwarnings("ignore", category=UserWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
-        from kerastp.runs import MovedRunWarning  # standard library only
+        from kerastp.runs import MovedRunWarning  # imports neither TensorFlow nor Keras
 
         warnings.filterwarnings("default", category=MovedRunWarning)
         warnings.formatwarning = _one_line_warning

@@ -146,8 +146,7 @@ class RunRecord:
         trained on another machine, is dropped with a warning naming it: the data are then
         found the usual way (`KERASTP_MNIST` / `KERASTP_RADAR`, the Keras cache, ../shared),
         so an error that they are found nowhere follows a line saying where the run had them.
-        Without any record,
-        Moving MNIST from procedural digits.
+        Without any record, Moving MNIST from procedural digits.
         """
         from kerastp.data.sources import source_from_config
 
