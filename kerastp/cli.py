@@ -619,7 +619,6 @@ _USAGE_ERRORS = (
     NotADirectoryError,
     FileExistsError,
     RuntimeError,
-    ImportError,
 )
 
 

@@ -46,10 +46,19 @@ from kerastp.validation import (  # noqa: E402
     finite_number,
 )
 
-#: The depth-wise form serving graphs are traced with (`kerastp.layers.depthwise`): "native"
-#: makes each dilated depth-wise convolution one DEPTHWISE_CONV_2D in TFLite instead of
-#: SPACE_TO_BATCH_ND / conv / BATCH_TO_SPACE_ND (same values); "keras" is the former export.
+#: The depth-wise form the graphs that TFLite conversions start from are traced with
+#: (`kerastp.layers.depthwise`): "native" makes each dilated depth-wise convolution one
+#: DEPTHWISE_CONV_2D in TFLite instead of SPACE_TO_BATCH_ND / conv / BATCH_TO_SPACE_ND (same
+#: values); "keras" is the former export.
 DEPTHWISE_FORM = "native"
+
+#: The depth-wise form of the SavedModel served to users (`export_saved_model`): Keras' form,
+#: which every TensorFlow kernel runs. TensorFlow's own CPU kernel of a dilated
+#: `DepthwiseConv2dNative` exists only in its oneDNN build path, which TensorFlow turns on by
+#: default only on CPUs with AVX-512 VNNI / BF16 or AMX; elsewhere (e.g. an AMD EPYC with
+#: AVX2) running such a graph fails with "Current kernel implementation does not support
+#: dilations".
+SERVING_DEPTHWISE_FORM = "keras"
 
 #: Largest max-abs difference accepted between an artifact and the Keras model.
 TOLERANCES = {"keras": 1e-5, "saved_model": 1e-4, "tflite": 1e-4}
@@ -178,10 +187,10 @@ def write_tflite_source(model, directory, quantize="none"):
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"`quantize` must be one of {QUANTIZATIONS}, got quantize={quantize!r}")
     with using_float_tflite_layout(quantize in FLOAT_LAYOUT_QUANTIZATIONS):
-        _write_saved_model(model, directory)
+        _write_saved_model(model, directory, DEPTHWISE_FORM)
 
 
-def _write_saved_model(model, directory):
+def _write_saved_model(model, directory, depthwise_form):
     shape = model.input_signature_shape
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -189,7 +198,7 @@ def _write_saved_model(model, directory):
     def serve(frames):
         return {OUTPUT_NAME: model(frames, training=False)}
 
-    with contextlib.redirect_stdout(None), using_depthwise_implementation(DEPTHWISE_FORM):
+    with contextlib.redirect_stdout(None), using_depthwise_implementation(depthwise_form):
         archive.add_endpoint(
             name=SIGNATURE_KEY,
             fn=serve,
@@ -221,7 +230,7 @@ def export_saved_model(
     batches = [probe[:1], probe] if len(probe) > 1 else [probe]
     tmp = temporary_sibling(path)
     try:
-        _write_saved_model(model, tmp)
+        _write_saved_model(model, tmp, SERVING_DEPTHWISE_FORM)
         loaded = tf.saved_model.load(os.fspath(tmp))
         signature = loaded.signatures[SIGNATURE_KEY]
         errors = []

@@ -82,7 +82,19 @@ class SavedModelForecaster:
 
     def predict(self, past):
         frames = self._tf.constant(np.asarray(past, np.float32))
-        return self.signature(**{INPUT_NAME: frames})[OUTPUT_NAME].numpy()
+        try:
+            return self.signature(**{INPUT_NAME: frames})[OUTPUT_NAME].numpy()
+        except self._tf.errors.UnimplementedError as error:
+            if "does not support dilations" not in str(error):
+                raise
+            raise RuntimeError(
+                f"{self.path} holds a dilated DepthwiseConv2dNative, which TensorFlow runs on "
+                "a CPU only in its oneDNN path, off by default on this CPU (TensorFlow turns "
+                "it on for CPUs with AVX-512 VNNI / BF16 or AMX). Earlier kerastp exports "
+                "traced served graphs that way; kerastp's SavedModels now use Keras' form, "
+                "which runs everywhere: export it again from its .keras file (`kerastp "
+                "export`), or set TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow is imported."
+            ) from error
 
     def __repr__(self):
         return f"SavedModelForecaster({str(self.path)!r})"

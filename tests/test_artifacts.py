@@ -297,7 +297,7 @@ def test_interrupted_saved_model_export_leaves_the_previous_one(
     shutil.copytree(saved_model_dir, target)
     before = {p.name: p.read_bytes() for p in target.rglob("*") if p.is_file()}
 
-    def crash_midway(model, directory):
+    def crash_midway(model, directory, depthwise_form):
         os.makedirs(directory / "variables", exist_ok=True)
         (directory / "saved_model.pb").write_bytes(b"partial")
         raise KeyboardInterrupt  # the process is stopped midway
@@ -314,7 +314,7 @@ def test_failed_tflite_export_leaves_artifact_and_sidecar(forecaster, tmp_path, 
     target.parent.mkdir()
     target.write_bytes(b"previous model")
     runs.sidecar_path(target).write_text('{"previous": true}\n')
-    monkeypatch.setattr(export, "_write_saved_model", lambda model, d: d.mkdir())
+    monkeypatch.setattr(export, "_write_saved_model", lambda model, d, form: d.mkdir())
 
     def failing_converter(*args, **kwargs):
         raise RuntimeError("converter failed midway")
@@ -422,3 +422,27 @@ def test_unreadable_backup_is_reported(tmp_path):
     (tmp_path / checkpointing.BACKUP_FILE).write_bytes(b"PK\x03\x04 cut")
     with pytest.raises(CorruptArtifactError, match="not a readable kerastp training backup"):
         checkpointing.read_backup(tmp_path)
+
+
+def test_a_saved_model_this_cpu_cannot_run_says_how_to_fix_it(saved_model_dir):
+    """A SavedModel with a dilated DepthwiseConv2dNative (earlier exports) fails on CPUs where
+    TensorFlow's oneDNN path is off; the error names the file and the two ways out."""
+    forecaster = forecasters.SavedModelForecaster(saved_model_dir)
+    frames = np.ones((1, 2), np.float32)
+    np.testing.assert_allclose(forecaster.predict(frames), [[1.0, 2.0]])
+
+    def kernel_says(message):
+        def signature(**inputs):
+            raise tf.errors.UnimplementedError(None, None, message)
+
+        return signature
+
+    forecaster.signature = kernel_says(
+        "Current kernel implementation does not support dilations, received [1 3 3 1]"
+    )
+    with pytest.raises(RuntimeError, match="TF_ENABLE_ONEDNN_OPTS=1") as raised:
+        forecaster.predict(frames)
+    assert str(saved_model_dir) in str(raised.value) and "kerastp export" in str(raised.value)
+    forecaster.signature = kernel_says("some other missing kernel")
+    with pytest.raises(tf.errors.UnimplementedError, match="some other missing kernel"):
+        forecaster.predict(frames)

@@ -156,14 +156,36 @@ def test_unknown_implementation_is_named(monkeypatch):
     assert depthwise.depthwise_implementation() == "shift"
 
 
+def _in_litert(fn, x):
+    """`fn(x)` converted to TFLite and run by LiteRT, where the native form runs.
+
+    TensorFlow itself runs a dilated `DepthwiseConv2dNative` on a CPU only in its oneDNN path
+    (on by default only on CPUs with AVX-512 VNNI / BF16 or AMX): the native form exists for
+    TFLite, so its numbers are checked there, on any CPU.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    concrete = tf.function(fn).get_concrete_function(tf.TensorSpec(x.shape, tf.float32))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], fn)
+    interpreter = Interpreter(model_content=converter.convert())
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]), ops
+
+
 @pytest.mark.parametrize("dilation, padding", [(3, "same"), (2, "valid"), (1, "same")])
 def test_native_form_matches_keras_forward(dilation, padding):
     rng = np.random.default_rng(7)
-    x = tf.constant(rng.standard_normal((2, 21, 19, 5)).astype(np.float32))
+    x = rng.standard_normal((2, 21, 19, 5)).astype(np.float32)
     k = tf.constant(rng.standard_normal((7, 7, 5, 1)).astype(np.float32))
-    native = depthwise.depthwise_conv(x, k, (dilation, dilation), padding, "native")
-    reference = depthwise.depthwise_conv(x, k, (dilation, dilation), padding, "keras")
-    np.testing.assert_allclose(native.numpy(), reference.numpy(), atol=1e-5)
+    native, ops = _in_litert(
+        lambda t: depthwise.depthwise_conv(t, k, (dilation, dilation), padding, "native"), x
+    )
+    reference = depthwise.depthwise_conv(tf.constant(x), k, (dilation, dilation), padding, "keras")
+    np.testing.assert_allclose(native, reference.numpy(), atol=1e-5)
+    assert "DEPTHWISE_CONV_2D" in ops and "SPACE_TO_BATCH_ND" not in ops, ops
 
 
 @pytest.mark.parametrize("kernel, dilation, padding, max_taps", [
@@ -172,16 +194,18 @@ def test_native_form_matches_keras_forward(dilation, padding):
 ])  # fmt: skip
 def test_native_row_bands_sum_to_the_whole_kernel(kernel, dilation, padding, max_taps):
     rng = np.random.default_rng(3)
-    x = tf.constant(rng.standard_normal((2, 23, 20, 3)).astype(np.float32))
+    x = rng.standard_normal((2, 23, 20, 3)).astype(np.float32)
     k = tf.constant(rng.standard_normal((*kernel, 3, 1)).astype(np.float32))
     bands = depthwise._band_edges(kernel[0], kernel[1], max_taps)
     assert bands[0][0] == 0 and bands[-1][1] == kernel[0] and len(bands) > 1
     assert all(b[0] == a[1] for a, b in zip(bands[:-1], bands[1:], strict=True))
     assert all((stop - start) * kernel[1] <= max(max_taps, kernel[1]) for start, stop in bands)
-    split = depthwise.native_depthwise(x, k, dilation, padding, max_taps=max_taps)
-    reference = depthwise.depthwise_conv(x, k, dilation, padding, "keras")
-    assert split.shape == reference.shape
-    np.testing.assert_allclose(split.numpy(), reference.numpy(), atol=1e-5)
+    split, _ = _in_litert(
+        lambda t: depthwise.native_depthwise(t, k, dilation, padding, max_taps=max_taps), x
+    )
+    reference = depthwise.depthwise_conv(tf.constant(x), k, dilation, padding, "keras")
+    assert split.shape == tuple(reference.shape)
+    np.testing.assert_allclose(split, reference.numpy(), atol=1e-5)
 
 
 def test_training_in_the_native_form_is_refused_by_name(monkeypatch):
@@ -192,7 +216,11 @@ def test_training_in_the_native_form_is_refused_by_name(monkeypatch):
     ])  # fmt: skip
     model.compile(optimizer="sgd", loss="mse")
     x = np.ones((2, 12, 12, 3), "float32")
-    assert model.predict(x, verbose=0).shape == (2, 12, 12, 3)  # inference still runs
+    # Inference still traces (what an export does; running it on a CPU needs oneDNN, see
+    # `_in_litert`).
+    spec = tf.TensorSpec(x.shape, tf.float32)
+    graph = tf.function(lambda t: model(t, training=False)).get_concrete_function(spec).graph
+    assert "DepthwiseConv2dNative" in [op.type for op in graph.get_operations()]
     with pytest.raises(ValueError, match="'native' depth-wise form is for inference"):
         model.fit(x, x, epochs=1, verbose=0)
 
@@ -258,3 +286,33 @@ def test_keras_form_export_holds_the_pairs_the_native_form_removes(tmp_path, mon
     monkeypatch.setattr(export, "DEPTHWISE_FORM", "keras")
     export.export_tflite(model, tmp_path / "keras_form.tflite")
     assert "SPACE_TO_BATCH_ND" in LiteForecaster(tmp_path / "keras_form.tflite").ops
+
+
+def test_the_served_saved_model_has_no_dilated_native_convolution(tmp_path):
+    """The SavedModel served to users keeps Keras' form: TensorFlow runs a dilated
+    `DepthwiseConv2dNative` on a CPU only with oneDNN (not on an AVX2 AMD EPYC, say), while
+    the graph that TFLite conversions start from uses the native form."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from kerastp import export, registry
+
+    model = registry.build_model(
+        "stlight_tiny", height=16, width=16, input_frames=4, output_frames=4
+    )
+
+    def depthwise_dilations(directory):
+        proto = saved_model_pb2.SavedModel()
+        proto.ParseFromString((directory / "saved_model.pb").read_bytes())
+        graph = proto.meta_graphs[0].graph_def
+        nodes = [*graph.node, *(n for f in graph.library.function for n in f.node_def)]
+        return [
+            max(node.attr["dilations"].list.i or [1])  # absent: the default, 1
+            for node in nodes
+            if node.op == "DepthwiseConv2dNative"
+        ]
+
+    export.export_saved_model(model, tmp_path / "served")
+    served = depthwise_dilations(tmp_path / "served")
+    assert served and max(served) == 1, served
+    export.write_tflite_source(model, tmp_path / "source")
+    assert max(depthwise_dilations(tmp_path / "source")) == 3

@@ -17,9 +17,12 @@ config and picks the form per backend:
   convolution in SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND, which TFLite keeps as three ops
   around an undilated kernel; the native op converts to one DEPTHWISE_CONV_2D with its
   dilation factor, which XNNPACK runs directly (issue "Edge forecasting at full speed").
-  TensorFlow's CPU gradient kernels of that op ignore the dilation, so the export uses it
-  (`using_depthwise_implementation("native")` while it traces the serving graph) and
-  training never does (a layer called with `training=True` in this form raises). XNNPACK's
+  TensorFlow's CPU gradient kernels of that op ignore the dilation, so only the TFLite
+  export uses it (`using_depthwise_implementation("native")` while it traces the graph a
+  conversion starts from) and training never does (a layer called with `training=True` in
+  this form raises). TensorFlow itself runs the dilated op on a CPU only in its oneDNN path
+  (on by default only on CPUs with AVX-512 VNNI / BF16 or AMX), so the SavedModel served to
+  users keeps Keras' form (`kerastp.export.SERVING_DEPTHWISE_FORM`). XNNPACK's
   single-pass depth-wise kernels cover at most 25 taps (`XNNPACK_MAX_TAPS`); a larger kernel
   (STLight's 7x7) falls to a path several times slower (benchmarks/results/tflite_ops.md: a
   7x7, dilation-3 convolution on (1, 32, 32, 800) takes 6.73 ms at 2 threads, the same taps
