@@ -54,6 +54,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import kerastp  # noqa: E402, F401, I001  (before Keras: kerastp's backend and oneDNN defaults)
 import keras  # noqa: E402
 from _common import RESULTS, machine, machine_line, write_results  # noqa: E402
 
@@ -241,13 +242,13 @@ def run_measured(command, cwd):
 def processes(preset, args, scratch):
     """`kerastp train` against the plain-fit script, each in its own process."""
     steps, epochs = args.process_steps, args.process_epochs
-    kerastp = [sys.executable, "-m", "kerastp", "train", "--preset", preset,
+    train_command = [sys.executable, "-m", "kerastp", "train", "--preset", preset,
                "--epochs", str(epochs), "--steps-per-epoch", str(steps),
                "--eval-sequences", "0", "--verbose", "0", "--run-dir", "run"]  # fmt: skip
     plain = [sys.executable, str(Path(__file__).resolve()), "--child-plain-fit", preset,
              "--epochs", str(epochs), "--steps", str(steps)]  # fmt: skip
     rows = {}
-    for name, command in (("plain_fit_script", plain), ("kerastp_train", kerastp)):
+    for name, command in (("plain_fit_script", plain), ("kerastp_train", train_command)):
         cwd = Path(scratch) / f"process_{name}"
         cwd.mkdir(parents=True, exist_ok=True)
         row = run_measured(command, cwd)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import kerastp  # noqa: E402, F401, I001  (before Keras: kerastp's backend and oneDNN defaults)
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 

@@ -35,6 +35,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import kerastp  # noqa: E402, F401, I001  (before Keras: kerastp's backend and oneDNN defaults)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -17,6 +17,16 @@ __version__ = "0.1.0"
 # `kerastp.backend.require_tensorflow()` when a TensorFlow-bound module is used.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+#: TensorFlow's switch for its oneDNN CPU kernels. TensorFlow turns them on by itself only on
+#: CPUs with AVX-512 VNNI / BF16 or AMX; elsewhere (AVX2 CPUs such as many AMD EPYC cloud
+#: machines) it runs its Eigen kernels, which trained kerastp's models 1.3x to 2.3x slower per
+#: step and cannot run a dilated `DepthwiseConv2dNative` at all (`benchmarks/onednn.py`,
+#: benchmarks/results/cpu/onednn.md). kerastp turns them on unless the variable is set
+#: (`TF_ENABLE_ONEDNN_OPTS=0` keeps Eigen's); TensorFlow reads it once, when first imported,
+#: so it takes effect when kerastp is imported before TensorFlow and Keras.
+ONEDNN_ENV_VAR = "TF_ENABLE_ONEDNN_OPTS"
+os.environ.setdefault(ONEDNN_ENV_VAR, "1")
+
 _LAZY = {
     # registry
     "MODELS": "kerastp.registry",

@@ -1,13 +1,17 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import copy  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
 import pytest  # noqa: E402
+
+# Before any test module imports Keras or TensorFlow: the suite runs with kerastp's defaults
+# (KERAS_BACKEND=tensorflow, TF_ENABLE_ONEDNN_OPTS=1), as a user's script that imports kerastp
+# first does (importing kerastp imports neither).
+import kerastp  # noqa: E402, F401
 
 #: ../shared/data/mnist beside the repository (CI clones the repo with ../shared beside it).
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
