@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 #: TensorFlow's switch for its oneDNN CPU kernels. TensorFlow turns them on by itself only on
-#: CPUs with AVX-512 VNNI / BF16 or AMX; elsewhere (AVX2 CPUs such as many AMD EPYC cloud
+#: CPUs with AVX-512 VNNI / BF16, AVX-VNNI or AMX; elsewhere (AVX2 CPUs such as many AMD EPYC cloud
 #: machines) it runs its Eigen kernels, which trained kerastp's models 1.3x to 2.3x slower per
 #: step and cannot run a dilated `DepthwiseConv2dNative` at all (`benchmarks/onednn.py`,
 #: benchmarks/results/cpu/onednn.md). kerastp turns them on unless the variable is set

@@ -55,7 +55,7 @@ DEPTHWISE_FORM = "native"
 #: The depth-wise form of the SavedModel served to users (`export_saved_model`): Keras' form,
 #: which every TensorFlow kernel runs. TensorFlow's own CPU kernel of a dilated
 #: `DepthwiseConv2dNative` exists only in its oneDNN build path, which TensorFlow turns on by
-#: default only on CPUs with AVX-512 VNNI / BF16 or AMX; elsewhere (e.g. an AMD EPYC with
+#: default only on CPUs with AVX-512 VNNI / BF16, AVX-VNNI or AMX; elsewhere (e.g. an AMD EPYC with
 #: AVX2) running such a graph fails with "Current kernel implementation does not support
 #: dilations".
 SERVING_DEPTHWISE_FORM = "keras"

@@ -90,8 +90,8 @@ class SavedModelForecaster:
             raise RuntimeError(
                 f"{self.path} holds a dilated DepthwiseConv2dNative, which TensorFlow runs on "
                 "a CPU only in its oneDNN path, off by default on this CPU (TensorFlow turns "
-                "it on for CPUs with AVX-512 VNNI / BF16 or AMX). Earlier kerastp exports "
-                "traced served graphs that way; kerastp's SavedModels now use Keras' form, "
+                "it on for CPUs with AVX-512 VNNI / BF16, AVX-VNNI or AMX). Earlier kerastp "
+                "exports traced served graphs that way; kerastp's SavedModels now use Keras' form, "
                 "which runs everywhere: export it again from its .keras file (`kerastp "
                 "export`), or set TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow is imported."
             ) from error

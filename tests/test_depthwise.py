@@ -160,8 +160,8 @@ def _in_litert(fn, x):
     """`fn(x)` converted to TFLite and run by LiteRT, where the native form runs.
 
     TensorFlow itself runs a dilated `DepthwiseConv2dNative` on a CPU only in its oneDNN path
-    (on by default only on CPUs with AVX-512 VNNI / BF16 or AMX): the native form exists for
-    TFLite, so its numbers are checked there, on any CPU.
+    (on by default only on CPUs with AVX-512 VNNI / BF16, AVX-VNNI or AMX): the native form
+    exists for TFLite, so its numbers are checked there, on any CPU.
     """
     from ai_edge_litert.interpreter import Interpreter
 

@@ -21,8 +21,8 @@ config and picks the form per backend:
   export uses it (`using_depthwise_implementation("native")` while it traces the graph a
   conversion starts from) and training never does (a layer called with `training=True` in
   this form raises). TensorFlow itself runs the dilated op on a CPU only in its oneDNN path
-  (on by default only on CPUs with AVX-512 VNNI / BF16 or AMX), so the SavedModel served to
-  users keeps Keras' form (`kerastp.export.SERVING_DEPTHWISE_FORM`). XNNPACK's
+  (on by default only on CPUs with AVX-512 VNNI / BF16, AVX-VNNI or AMX), so the SavedModel
+  served to users keeps Keras' form (`kerastp.export.SERVING_DEPTHWISE_FORM`). XNNPACK's
   single-pass depth-wise kernels cover at most 25 taps (`XNNPACK_MAX_TAPS`); a larger kernel
   (STLight's 7x7) falls to a path several times slower (benchmarks/results/tflite_ops.md: a
   7x7, dilation-3 convolution on (1, 32, 32, 800) takes 6.73 ms at 2 threads, the same taps
