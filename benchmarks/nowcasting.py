@@ -74,8 +74,39 @@ BATCH = 16
 LEAD_MINUTES = 5
 DB_THRESHOLD = 0.1  # mm/h
 DB_ZERO = -15.0
-#: Solves of the Lucas-Kanade prior's refinement compared by `--prior-check`.
-PRIOR_ITERATIONS = (1, 2, 3)
+#: Settings of MotionCast's Lucas-Kanade prior compared by `--prior-check`: grids (block
+#: sizes, coarse to fine) and solves of the iterative refinement on each grid.
+PRIOR_VARIANTS = (
+    {"prior_downsample": 2, "prior_iterations": 1},
+    {"prior_downsample": 2, "prior_iterations": 2},
+    {"prior_downsample": 2, "prior_iterations": 3},
+    {"prior_downsample": [2, 1], "prior_iterations": 1},
+)
+
+
+#: `--schedule-check`: training events held out of an inner split (the other training
+#: events train), and the fine-tuning schedules compared there: (loss, steps, peak rate).
+INNER_HELD_OUT = ("fmi_20160928", "mch_20160711")
+SCHEDULE_VARIANTS = (
+    ("intensity_csi", 18, 1e-3),
+    ("intensity_csi", 48, 1e-3),
+    ("auto", 12, 1e-3),
+    ("auto", 18, 1e-3),
+    ("auto", 30, 1e-3),
+    ("auto", 48, 1e-3),
+    ("auto", 18, 3e-4),
+    ("auto", 30, 3e-4),
+)
+
+
+def prior_name(variant):
+    """A `PRIOR_VARIANTS` entry as a table row's name."""
+    scales = variant["prior_downsample"]
+    scales = [scales] if isinstance(scales, int) else list(scales)
+    grids = " then ".join("full" if s == 1 else f"{s}x{s}" for s in scales)
+    grids = f"{grids} grid{'s' if len(scales) > 1 else ''}"
+    each = " each" if len(scales) > 1 else ""
+    return f"kerastp Lucas-Kanade, {grids}, {variant['prior_iterations']} solve(s){each}"
 
 
 def load_windows(path=None, resolution=64, stride=1):
@@ -299,6 +330,13 @@ def build_parser():
         help="only score persistence, pysteps LK and the untrained MotionCast (its Lucas-Kanade "
         "prior) on the training windows: how the prior's settings were chosen",
     )
+    parser.add_argument(
+        "--schedule-check",
+        action="store_true",
+        help="only train motioncast_radar on an inner split of the training events with each "
+        "fine-tuning schedule compared, scored on the held-out training events: how the "
+        "shipped radar model's schedule was chosen",
+    )
     parser.add_argument("--radar-path", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-pysteps", action="store_true", help="skip the pysteps baselines")
@@ -319,36 +357,93 @@ def prior_check(args):
         rows.append({"name": "pysteps LK", **score(future, pysteps_output["pysteps LK"])})
     except ImportError:
         pass
-    chosen = registry.get_preset("motioncast_radar")["config"]["prior_iterations"]
-    for iterations in PRIOR_ITERATIONS:
-        prior = registry.build_model("motioncast_radar", prior_iterations=iterations)
-        mark = ", the preset's" if iterations == chosen else ""
+    config = registry.get_preset("motioncast_radar")["config"]
+    chosen = {k: config.get(k) for k in PRIOR_VARIANTS[0]}
+    for variant in PRIOR_VARIANTS:
+        prior = registry.build_model("motioncast_radar", **variant)
+        mark = ", the preset's" if variant == chosen else ""
         forecast = prior.predict(past, batch_size=BATCH, verbose=0)
-        name = f"kerastp Lucas-Kanade, {iterations} solve(s){mark}"
-        rows.append({"name": name, **score(future, forecast)})
+        rows.append({"name": prior_name(variant) + mark, **score(future, forecast)})
     payload = {"benchmark": "nowcasting_prior", "machine": machine(),
                "windows": int(len(past)), "events": list(radar.DEFAULT_SPLIT["train"]),
                "results": rows}  # fmt: skip
     lines = [f"Training windows ({len(past)}, stride 3, {', '.join(payload['events'])}): "
              "MSE (mm/h)² over the hour and at +5 min, CSI at 1 and 5 mm/h, FSS (1 mm/h, "
              f"8 px); {machine_line(payload['machine'])}. The untrained MotionCast rows are "
-             "its Lucas-Kanade prior's extrapolation with 1, 2 or 3 solves of the iterative "
-             "refinement (`prior_iterations`); the validation events play no part here.",
+             "its Lucas-Kanade prior's extrapolation on a 2x2 grid with 1, 2 or 3 solves of the "
+             "iterative refinement (`prior_iterations`), or coarse to fine on the 2x2 grid "
+             "then at full resolution (`prior_downsample`); the validation events play no "
+             "part here.",
              "", "| forecaster | MSE | MSE +5 | CSI 1 | CSI 5 | FSS |",
              "|---|---|---|---|---|---|"]  # fmt: skip
+    lines += short_rows(rows)
+    write_results(args.out_dir, "nowcasting_prior", payload, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return payload
+
+
+def short_rows(rows, seconds=False):
+    """Markdown rows of the short tables: MSE over the hour and at +5 min, CSI at 1 and
+    5 mm/h, FSS (and the training seconds, "–" for untrained rows)."""
+    lines = []
     for r in rows:
         first = r["mse_mm_h_per_lead_time"][0]
         cells = (r["mse_mm_h"], first, r["csi"]["1.0"], r["csi"]["5.0"], r["fss"])
-        lines.append(f"| {r['name']} | " + " | ".join(f"{v:.3f}" for v in cells) + " |")
-    write_results(args.out_dir, "nowcasting_prior", payload, "\n".join(lines) + "\n")
+        line = f"| {r['name']} | " + " | ".join(f"{v:.3f}" for v in cells) + " |"
+        if seconds:
+            line += f" {r['train_seconds']:.0f} |" if "train_seconds" in r else " – |"
+        lines.append(line)
+    return lines
+
+
+def schedule_check(args, argv=None):
+    """How `radar`'s fine-tuning schedule was chosen without the validation events: trains
+    `motioncast_radar` on the training events minus `INNER_HELD_OUT` (every window,
+    dihedral augmentation) with each of `SCHEDULE_VARIANTS`, and scores it on the held-out
+    training events (stride 3) beside the untrained prior."""
+    inner = [e for e in TRAIN_EVENTS if e not in INNER_HELD_OUT]
+    train = radar.radar_arrays(events=inner, path=args.radar_path, stride=1,
+                               allow_mixed_time_steps=True)  # fmt: skip
+    past, future = radar.radar_arrays(events=INNER_HELD_OUT, path=args.radar_path)
+    prior = registry.build_model("motioncast_radar")
+    rows = [{"name": "kerastp Lucas-Kanade (untrained MotionCast)",
+             **score(future, prior.predict(past, batch_size=BATCH, verbose=0))}]  # fmt: skip
+    for loss, steps, rate in SCHEDULE_VARIANTS:
+        keras.backend.clear_session()
+        model, row = train_model("motioncast_radar", steps, train, args.seed, loss,
+                                 args.augment, rate)  # fmt: skip
+        name = f"{loss}, {row['steps']} steps, peak {rate:g}"
+        rows.append({"name": name, **row, **score(future, model.predict(past, batch_size=BATCH,
+                                                                         verbose=0))})  # fmt: skip
+        print(f"[{name}] MSE {rows[-1]['mse_mm_h']:.3f}", flush=True)
+    payload = {"benchmark": "nowcasting_schedule", "machine": machine(),
+               "command": "python benchmarks/nowcasting.py " + " ".join(argv or sys.argv[1:]),
+               "train_events": inner, "held_out_events": list(INNER_HELD_OUT),
+               "train_windows": int(len(train[0])), "held_out_windows": int(len(past)),
+               "seed": args.seed, "results": rows}  # fmt: skip
+    lines = [f"Inner split of the training events: `motioncast_radar` trained on "
+             f"{', '.join(inner)} ({len(train[0])} windows at stride 1, augmentation "
+             f"'{args.augment}', batch {BATCH}, one-cycle Adam, seed {args.seed}) and scored "
+             f"on {len(past)} windows (stride 3) of {', '.join(INNER_HELD_OUT)}; MSE (mm/h)² "
+             "over the hour and at +5 min, CSI at 1 and 5 mm/h, FSS (1 mm/h, 8 px); "
+             f"{machine_line(payload['machine'])}. Loss `auto` is MotionCast's default, the "
+             "mean squared error. The validation events play no part here.",
+             "", "| schedule | MSE | MSE +5 | CSI 1 | CSI 5 | FSS | train (s) |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += short_rows(rows, seconds=True)
+    write_results(args.out_dir, "nowcasting_schedule", payload, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return payload
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.prior_check and args.schedule_check:
+        raise SystemExit("--prior-check and --schedule-check are separate runs: pick one")
     if args.prior_check:
         return prior_check(args)
+    if args.schedule_check:
+        return schedule_check(args, argv)
     entries = [parse_entry(e) for e in expand_entries(args.presets)]
     train, (past, future), info = load_windows(args.radar_path, stride=args.stride)
     lead_times = future.shape[1]

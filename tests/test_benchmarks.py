@@ -98,10 +98,10 @@ def test_nowcasting_score_clips_forecasts_to_the_data_range():
     assert len(perfect["mse_mm_h_per_lead_time"]) == 12
 
 
-@pytest.mark.slow  # pysteps and three priors on 32 windows
+@pytest.mark.slow  # pysteps and four priors on 32 windows
 def test_the_prior_check_never_touches_the_validation_events(tmp_path, radar_dir):
     """`--prior-check`: how MotionCast's radar prior was chosen, on the training events only,
-    one row per number of solves compared."""
+    one row per prior setting compared, the preset's marked."""
     import nowcasting
 
     from kerastp.data import radar
@@ -109,13 +109,39 @@ def test_the_prior_check_never_touches_the_validation_events(tmp_path, radar_dir
     prior = nowcasting.main(["--prior-check", "--out-dir", str(tmp_path)])
     assert set(prior["events"]).isdisjoint(radar.VALIDATION_EVENTS)
     names = [r["name"] for r in prior["results"]]
-    chosen = registry.get_preset("motioncast_radar")["config"]["prior_iterations"]
+    config = registry.get_preset("motioncast_radar")["config"]
+    chosen = {k: config[k] for k in ("prior_downsample", "prior_iterations")}
+    assert chosen in nowcasting.PRIOR_VARIANTS
     assert [n for n in names if "the preset's" in n] == [
-        f"kerastp Lucas-Kanade, {chosen} solve(s), the preset's"
+        nowcasting.prior_name(chosen) + ", the preset's"
     ]
-    assert len([n for n in names if n.startswith("kerastp")]) == len(nowcasting.PRIOR_ITERATIONS)
+    assert len([n for n in names if n.startswith("kerastp")]) == len(nowcasting.PRIOR_VARIANTS)
     forecasts = [r["mse_mm_h"] for r in prior["results"] if r["name"].startswith("kerastp")]
-    assert len(set(forecasts)) == len(forecasts)  # the solves change the forecast
+    assert len(set(forecasts)) == len(forecasts)  # every setting changes the forecast
+
+
+@pytest.mark.slow  # one short training on the inner split
+def test_the_schedule_check_trains_and_scores_on_training_events_only(
+    tmp_path, radar_dir, monkeypatch
+):
+    """`--schedule-check`: how the shipped radar model's fine-tuning was chosen. The inner
+    split trains on some training events and scores on the others; the validation events
+    play no part (here with one short schedule instead of the recorded list)."""
+    import nowcasting
+
+    from kerastp.data import radar
+
+    monkeypatch.setattr(nowcasting, "SCHEDULE_VARIANTS", (("auto", 6, 3e-4),))
+    result = nowcasting.main(["--schedule-check", "--out-dir", str(tmp_path)])
+    held_out, trained = set(result["held_out_events"]), set(result["train_events"])
+    assert held_out == set(nowcasting.INNER_HELD_OUT) and not held_out & trained
+    assert (held_out | trained) == set(nowcasting.TRAIN_EVENTS)
+    assert not (held_out | trained) & set(radar.VALIDATION_EVENTS)
+    prior, tuned = result["results"]
+    assert tuned["name"] == f"auto, {tuned['steps']} steps, peak 0.0003" and tuned["steps"] > 0
+    assert prior["mse_mm_h"] != tuned["mse_mm_h"]  # the training changed the forecast
+    table = (tmp_path / "nowcasting_schedule.md").read_text()
+    assert "| auto, " in table and "play no part" in table
 
 
 @pytest.mark.slow

@@ -1,5 +1,7 @@
 """MotionCast and its warping: against NumPy references, by construction, and in TFLite."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -140,6 +142,62 @@ def test_iterative_lucas_kanade_refines_a_fast_motion(motion):
         lucas_kanade(frames, iterations=0)
 
 
+def test_coarse_to_fine_lucas_kanade_resolves_cells_the_coarse_grid_blurs():
+    """Two small cells 8 px apart moving in opposite directions: the 2x2 grid's window mixes
+    them (each gets about half its speed); refining at full resolution separates them."""
+    rows, cols = np.meshgrid(np.arange(32.0), np.arange(32.0), indexing="ij")
+
+    def field(t):
+        a = np.exp(-((rows - 12) ** 2 + (cols - 10 - t) ** 2) / 6.0)
+        return a + np.exp(-((rows - 20) ** 2 + (cols - 22 + t) ** 2) / 6.0)
+
+    frames = np.stack([field(t) for t in range(3)])[None, ..., None].astype(np.float32)
+    truth = np.array([[0.0, -1.0], [0.0, 1.0]])  # backward displacement of each cell
+
+    def cells(flow):
+        flow = _numpy(flow)[0]
+        return np.stack([flow[11:14, 10:13].mean((0, 1)), flow[19:22, 21:24].mean((0, 1))])
+
+    coarse = np.abs(cells(lucas_kanade(frames)) - truth).max()
+    fine = np.abs(cells(lucas_kanade(frames, downsample=(2, 1))) - truth).max()
+    assert fine < 0.1 < 0.3 < coarse, (fine, coarse)
+    # A one-grid sequence is the int.
+    np.testing.assert_array_equal(
+        _numpy(lucas_kanade(frames, downsample=(2,))), _numpy(lucas_kanade(frames))
+    )
+    for bad, match in (
+        ((1, 2), "coarse to fine"),
+        ((2, 2), "coarse to fine"),
+        ((), "positive int"),
+        ((2, 0), "positive int"),
+        ("2", "positive int"),
+        ((3, 1), "divisible by downsample=3"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            lucas_kanade(frames, downsample=bad)
+
+
+def test_the_motion_prior_of_a_model_follows_its_grids():
+    past = np.random.default_rng(4).random((2, 4, 16, 16, 1)).astype(np.float32)
+    model = _tiny(prior_downsample=(2, 1))
+    flow = lucas_kanade(past, downsample=(2, 1))
+    expected = [_numpy(warp(past[:, -1], d)) for d in semi_lagrangian_displacements(flow, 5)]
+    np.testing.assert_allclose(
+        _numpy(model(past, training=False)), np.stack(expected, axis=1), atol=1e-5
+    )
+    config = model.get_config()
+    assert config["prior_downsample"] == [2, 1]
+    assert MotionCast.from_config(json.loads(json.dumps(config))).prior_downsample == (2, 1)
+    assert _tiny().get_config()["prior_downsample"] == 2
+    # Models saved before the setting existed have no key: they keep the 2x2 grid.
+    del config["prior_downsample"]
+    assert MotionCast.from_config(config).prior_downsample == 2
+    with pytest.raises(ValueError, match="prior_downsample"):
+        _tiny(prior_downsample=(1, 2))
+    with pytest.raises(ValueError, match="prior_downsample.*divisible by downsample=3"):
+        _tiny(prior_downsample=3)
+
+
 def test_the_motion_prior_of_a_model_follows_its_iterations():
     past = np.random.default_rng(3).random((2, 4, 16, 16, 1)).astype(np.float32)
     model = _tiny(prior_iterations=2)
@@ -251,9 +309,11 @@ def test_learns_the_motion_of_a_translating_blob():
     assert float(np.mean(_numpy(velocity)[..., 1])) < -0.3
 
 
-@pytest.mark.parametrize("prior_iterations", [1, 2])
-def test_tflite_has_builtin_ops_and_equal_outputs(tmp_path, prior_iterations):
-    model = _with_velocity(_tiny(prior_iterations=prior_iterations), 0.4, -0.7)
+@pytest.mark.parametrize(
+    "prior", [{"prior_iterations": 1}, {"prior_iterations": 2}, {"prior_downsample": [2, 1]}]
+)
+def test_tflite_has_builtin_ops_and_equal_outputs(tmp_path, prior):
+    model = _with_velocity(_tiny(**prior), 0.4, -0.7)
     sidecar = export.export_tflite(model, tmp_path / "m.tflite", preset="motioncast_tiny")
     lite = LiteForecaster(tmp_path / "m.tflite", num_threads=1)
     assert not [op for op in lite.ops if op.startswith("Flex") or op == "WHILE"]

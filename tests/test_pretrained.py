@@ -282,7 +282,7 @@ def test_a_pretrained_architecture_is_not_overridden_and_its_defaults_are_fine_t
 
     # Its own data and fine-tuning rate unless told otherwise.
     tuned = training.TrainConfig(preset="radar", run_dir=str(tmp_path / "r")).resolved()
-    assert (tuned.data, tuned.learning_rate) == ("radar", 1e-4)
+    assert (tuned.data, tuned.learning_rate) == ("radar", 3e-5)
     assert training.TrainConfig(run_dir=str(tmp_path / "p")).resolved().data == "procedural"
 
     with pytest.raises(ValueError, match=r"pretrained model.*`overrides` \(hidden_dim\)"):
@@ -310,7 +310,7 @@ def test_cli_fine_tunes_the_pretrained_radar_model(tmp_path, radar_dir):
                      "--steps-per-epoch", "3", "--batch-size", "4", "--eval-sequences", "0",
                      "--run-dir", str(run), "--verbose", "0"]) == 0  # fmt: skip
     config = json.loads((run / "config.json").read_text())
-    assert config["init"]["pretrained"] == "radar" and config["learning_rate"] == 1e-4
+    assert config["init"]["pretrained"] == "radar" and config["learning_rate"] == 3e-5
     tuned, shipped = saving.load_model(run), kerastp.from_preset("radar")
     moved = [
         float(np.max(np.abs(a - b)))

@@ -4,7 +4,7 @@ import keras  # noqa: E402  (kerastp.models.base checked the backend)
 import numpy as np
 from keras import ops  # noqa: E402
 
-from kerastp.layers.optical_flow import lucas_kanade
+from kerastp.layers.optical_flow import lucas_kanade, pyramid_scales
 from kerastp.layers.stl_mixer import STLMixerBlock, batch_norm, he_normal_fan_out
 from kerastp.layers.warp import semi_lagrangian_displacements, warp
 from kerastp.models.base import Forecaster
@@ -66,7 +66,12 @@ class MotionCast(Forecaster):
             of the last frames) or "none" (the learned motion alone, starting at rest).
         prior_iterations: int, solves of the Lucas-Kanade prior's iterative refinement
             (`lucas_kanade(iterations=...)`); 1 is a single linearised solve (the default, and
-            what models saved before this setting existed used), `motioncast_radar` takes 2.
+            what models saved before this setting existed used), per grid of
+            `prior_downsample`.
+        prior_downsample: int or sequence of ints, the prior's coarse grid block size, or
+            block sizes from coarse to fine (`lucas_kanade(downsample=...)`); 2 is the
+            default and what models saved before this setting existed used;
+            `motioncast_radar` takes (2, 1) with one solve on each grid.
         **kwargs: base `keras.Model` arguments.
 
     Call arguments:
@@ -111,6 +116,7 @@ class MotionCast(Forecaster):
         dilation=3,
         motion_prior="lucas_kanade",
         prior_iterations=1,
+        prior_downsample=2,
         **kwargs,
     ):
         super().__init__(input_frames, output_frames, height, width, channels, **kwargs)
@@ -129,6 +135,12 @@ class MotionCast(Forecaster):
             )
         self.motion_prior = motion_prior
         self.prior_iterations = positive_int("prior_iterations", prior_iterations)
+        try:
+            scales = pyramid_scales(prior_downsample, self.height, self.width)
+        except ValueError as error:
+            raise ValueError(f"`prior_downsample`: {error}") from None
+        # An int stays an int in the config (models saved before the setting read the same).
+        self.prior_downsample = scales[0] if len(scales) == 1 else scales
         p = self.patch_size
         for arg, value in (("height", self.height), ("width", self.width)):
             if value % p:
@@ -214,7 +226,12 @@ class MotionCast(Forecaster):
         if self.motion_prior == "lucas_kanade" and t >= 2:
             # The name scope lets an int8 export keep the solve in float (`int8_float_layers`).
             with keras.name_scope("motion_prior"):
-                prior = lucas_kanade(window, pairs=min(2, t - 1), iterations=self.prior_iterations)
+                prior = lucas_kanade(
+                    window,
+                    pairs=min(2, t - 1),
+                    downsample=self.prior_downsample,
+                    iterations=self.prior_iterations,
+                )
             velocity = velocity + ops.cast(prior, velocity.dtype)
         return x, velocity
 
@@ -253,6 +270,11 @@ class MotionCast(Forecaster):
                 "dilation": self.dilation,
                 "motion_prior": self.motion_prior,
                 "prior_iterations": self.prior_iterations,
+                "prior_downsample": (
+                    self.prior_downsample
+                    if isinstance(self.prior_downsample, int)
+                    else list(self.prior_downsample)
+                ),
             }
         )
         return config
