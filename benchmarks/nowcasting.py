@@ -85,7 +85,7 @@ PRIOR_VARIANTS = (
 
 
 #: `--schedule-check`: training events held out of an inner split (the other training
-#: events train), and the fine-tuning schedules compared there: (loss, steps, peak rate).
+#: events train), and the training schedules compared there: (loss, steps, peak rate).
 INNER_HELD_OUT = ("fmi_20160928", "mch_20160711")
 SCHEDULE_VARIANTS = (
     ("intensity_csi", 18, 1e-3),
@@ -334,8 +334,9 @@ def build_parser():
         "--schedule-check",
         action="store_true",
         help="only train motioncast_radar on an inner split of the training events with each "
-        "fine-tuning schedule compared, scored on the held-out training events: how the "
-        "shipped radar model's schedule was chosen",
+        "training schedule compared (SCHEDULE_VARIANTS), scored on the held-out training events: "
+        "how the shipped radar model's schedule was chosen; --presets, --steps, --learning-rate, "
+        "--stride and --no-pysteps do not apply",
     )
     parser.add_argument("--radar-path", default=None)
     parser.add_argument("--seed", type=int, default=0)
@@ -357,8 +358,10 @@ def prior_check(args):
         rows.append({"name": "pysteps LK", **score(future, pysteps_output["pysteps LK"])})
     except ImportError:
         pass
-    config = registry.get_preset("motioncast_radar")["config"]
-    chosen = {k: config.get(k) for k in PRIOR_VARIANTS[0]}
+    # The preset's prior, with MotionCast's defaults for what the preset leaves out.
+    chosen = {"prior_downsample": 2, "prior_iterations": 1}
+    chosen.update({k: v for k, v in registry.get_preset("motioncast_radar")["config"].items()
+                   if k in chosen})  # fmt: skip
     for variant in PRIOR_VARIANTS:
         prior = registry.build_model("motioncast_radar", **variant)
         mark = ", the preset's" if variant == chosen else ""
@@ -397,7 +400,7 @@ def short_rows(rows, seconds=False):
 
 
 def schedule_check(args, argv=None):
-    """How `radar`'s fine-tuning schedule was chosen without the validation events: trains
+    """How `radar`'s training schedule was chosen without the validation events: trains
     `motioncast_radar` on the training events minus `INNER_HELD_OUT` (every window,
     dihedral augmentation) with each of `SCHEDULE_VARIANTS`, and scores it on the held-out
     training events (stride 3) beside the untrained prior."""

@@ -338,8 +338,9 @@ PRETRAINED = {
     "radar": {
         "description": "MotionCast (coarse-to-fine dense Lucas-Kanade motion with a learned "
         "correction, semi-Lagrangian advection, learned growth and decay; 67.7K parameters) "
-        "fine-tuned on six radar events with the mean squared error; 6 frames of 5 min in, "
-        "12 out, 64x64 at 4 km, rain rate in kerastp's radar model scale.",
+        "trained briefly (48 steps, from its Lucas-Kanade prior) on six radar events with the "
+        "mean squared error; 6 frames of 5 min in, 12 out, 64x64 at 4 km, rain rate in "
+        "kerastp's radar model scale.",
         "model": "motioncast",
         "data": "radar",
         "card": "saved_models/radar/MODEL_CARD.md",

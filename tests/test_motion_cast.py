@@ -161,17 +161,32 @@ def test_coarse_to_fine_lucas_kanade_resolves_cells_the_coarse_grid_blurs():
     coarse = np.abs(cells(lucas_kanade(frames)) - truth).max()
     fine = np.abs(cells(lucas_kanade(frames, downsample=(2, 1))) - truth).max()
     assert fine < 0.1 < 0.3 < coarse, (fine, coarse)
+    # Golden values (kerastp 2026-12-07, TensorFlow 2.21): the 2x2 grid's field is what every
+    # model saved before `prior_downsample` existed computes; it must not drift.
+    pixels = ([12, 20, 16, 4], [11, 22, 16, 28])
+    golden = {
+        2: [[0.06377, -0.48609], [-0.04581, 0.6033], [1e-05, -0.00956], [0.0, -2e-05]],
+        (2, 1): [[-0.00221, -0.90162], [0.01695, 1.01085], [0.00075, -0.0114], [-0.00029] * 2],
+    }
+    for downsample, values in golden.items():
+        got = _numpy(lucas_kanade(frames, downsample=downsample))[0][pixels]
+        np.testing.assert_allclose(got, values, atol=2e-5, err_msg=str(downsample))
     # A one-grid sequence is the int.
     np.testing.assert_array_equal(
         _numpy(lucas_kanade(frames, downsample=(2,))), _numpy(lucas_kanade(frames))
     )
+    np.testing.assert_array_equal(
+        _numpy(lucas_kanade(frames, downsample=[np.int64(2)])), _numpy(lucas_kanade(frames))
+    )
     for bad, match in (
-        ((1, 2), "coarse to fine"),
+        ((1, 2), r"coarse to fine .*got downsample=\(1, 2\)"),
         ((2, 2), "coarse to fine"),
         ((), "positive int"),
         ((2, 0), "positive int"),
         ("2", "positive int"),
-        ((3, 1), "divisible by downsample=3"),
+        ((2, True), "positive int"),
+        (True, "positive int"),
+        ((3, 1), r"divisible by downsample=3 \(every block size of downsample=\(3, 1\)\)"),
     ):
         with pytest.raises(ValueError, match=match):
             lucas_kanade(frames, downsample=bad)
@@ -187,14 +202,18 @@ def test_the_motion_prior_of_a_model_follows_its_grids():
     )
     config = model.get_config()
     assert config["prior_downsample"] == [2, 1]
-    assert MotionCast.from_config(json.loads(json.dumps(config))).prior_downsample == (2, 1)
+    reloaded = MotionCast.from_config(json.loads(json.dumps(config)))
+    assert reloaded.prior_downsample == (2, 1) and reloaded.get_config() == config
     assert _tiny().get_config()["prior_downsample"] == 2
+    assert _tiny(prior_downsample=np.int64(2)).get_config()["prior_downsample"] == 2
+    # Without the prior nothing is solved, so the frame size need not divide the grid.
+    assert _tiny(motion_prior="none", prior_downsample=3).prior_downsample == 3
     # Models saved before the setting existed have no key: they keep the 2x2 grid.
     del config["prior_downsample"]
     assert MotionCast.from_config(config).prior_downsample == 2
-    with pytest.raises(ValueError, match="prior_downsample"):
+    with pytest.raises(ValueError, match=r"`prior_downsample` must list .*=\(1, 2\)"):
         _tiny(prior_downsample=(1, 2))
-    with pytest.raises(ValueError, match="prior_downsample.*divisible by downsample=3"):
+    with pytest.raises(ValueError, match="divisible by prior_downsample=3"):
         _tiny(prior_downsample=3)
 
 

@@ -72,7 +72,7 @@ def lucas_kanade(
         pairs: consecutive frame pairs used (pysteps uses the last three frames: 2 pairs).
         downsample: int, block size of the coarse grid, or a sequence of strictly
             decreasing block sizes (coarse to fine; 1 is the full resolution).
-        window: int, neighbourhood (coarse pixels) of the structure tensor.
+        window: int, neighbourhood of the structure tensor, in pixels of each grid.
         ridge: float, Tikhonov regularisation relative to the frame's mean gradient energy.
         global_weight: float, weight of the frame-wide structure tensor.
         iterations: int, solves of the iterative refinement (1: one linearised solve).
@@ -116,12 +116,13 @@ def lucas_kanade(
     return ops.image.resize(flow * float(scales[-1]), (height, width), interpolation="bilinear")
 
 
-def pyramid_scales(downsample, height=None, width=None):
+def pyramid_scales(downsample, height=None, width=None, name="downsample"):
     """`downsample` as a tuple of block sizes, coarse to fine, checked against the frame size.
 
     Args:
-        downsample: int, or a sequence of strictly decreasing positive ints.
+        downsample: int, or a list / tuple of strictly decreasing positive ints.
         height, width: optional frame size every block size must divide.
+        name: the argument's name in error messages.
 
     Returns:
         tuple of ints.
@@ -133,22 +134,24 @@ def pyramid_scales(downsample, height=None, width=None):
     else:
         scales = ()
     if not scales or not all(
-        isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1 for s in scales
+        isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) and s >= 1
+        for s in scales
     ):
         raise ValueError(
-            f"`downsample` must be a positive int or a sequence of them, got "
-            f"downsample={downsample!r}"
+            f"`{name}` must be a positive int or a list / tuple of them, got "
+            f"{name}={downsample!r}"
         )
     if any(a <= b for a, b in zip(scales[:-1], scales[1:], strict=True)):
         raise ValueError(
-            f"`downsample` must list block sizes from coarse to fine (strictly decreasing), "
-            f"got downsample={downsample!r}"
+            f"`{name}` must list block sizes from coarse to fine (strictly decreasing), "
+            f"got {name}={downsample!r}"
         )
     scales = tuple(int(s) for s in scales)
     for scale in scales:
         if (height is not None and height % scale) or (width is not None and width % scale):
+            every = f" (every block size of {name}={downsample!r})" if len(scales) > 1 else ""
             raise ValueError(
-                f"frame size {height}x{width} must be divisible by downsample={scale}"
+                f"frame size {height}x{width} must be divisible by {name}={scale}{every}"
             )
     return scales
 

@@ -135,10 +135,9 @@ class MotionCast(Forecaster):
             )
         self.motion_prior = motion_prior
         self.prior_iterations = positive_int("prior_iterations", prior_iterations)
-        try:
-            scales = pyramid_scales(prior_downsample, self.height, self.width)
-        except ValueError as error:
-            raise ValueError(f"`prior_downsample`: {error}") from None
+        # The frame size must divide the block sizes only where the prior runs.
+        size = (self.height, self.width) if motion_prior == "lucas_kanade" else (None, None)
+        scales = pyramid_scales(prior_downsample, *size, name="prior_downsample")
         # An int stays an int in the config (models saved before the setting read the same).
         self.prior_downsample = scales[0] if len(scales) == 1 else scales
         p = self.patch_size
