@@ -53,8 +53,12 @@ def require_tensorflow():
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     if backend != "tensorflow":
         raise RuntimeError(
-            f"kerastp needs the TensorFlow backend of Keras, but KERAS_BACKEND={backend!r}. "
-            "Unset KERAS_BACKEND or set it to 'tensorflow' before importing keras."
+            f"kerastp needs the TensorFlow backend of Keras here (SavedModel / TFLite export, "
+            f"the demo), but KERAS_BACKEND={backend!r}. Unset KERAS_BACKEND or set it to "
+            "'tensorflow' before importing keras; from a process already running Keras on "
+            f"{backend!r}, save the model (`model.save('model.keras')`) and run `kerastp "
+            "export --model model.keras`, which starts on TensorFlow whatever KERAS_BACKEND "
+            "says."
         )
     if not verbose():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -118,6 +122,29 @@ def select_backend(name):
         )
     os.environ["KERAS_BACKEND"] = name
     return name
+
+
+def use_tensorflow_for(command):
+    """Makes a fresh `kerastp` process run `command` on TensorFlow whatever `KERAS_BACKEND`
+    says: SavedModel / TFLite export and the demo exist only there, so a user who trains on
+    JAX or PyTorch (and keeps `KERAS_BACKEND` set in the shell) exports with the same
+    `kerastp export`. A process that already imported Keras on another backend keeps it, and
+    `require_tensorflow` then says what to do.
+
+    Args:
+        command: the command's name, for the one line said on stderr when the backend changes.
+    """
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "backend"):
+        return
+    requested = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if requested != "tensorflow":
+        print(
+            f"kerastp {command}: note: runs on TensorFlow, the one backend it exists on "
+            f"(KERAS_BACKEND={requested!r} is for training)",
+            file=sys.stderr,
+        )
+    os.environ["KERAS_BACKEND"] = "tensorflow"
 
 
 def require_keras():

@@ -219,6 +219,9 @@ def cmd_evaluate(args):
 
 
 def cmd_export(args):
+    from kerastp.backend import use_tensorflow_for
+
+    use_tensorflow_for("export")
     from kerastp.export import export_artifacts
 
     written = export_artifacts(
@@ -323,6 +326,9 @@ def _epochs_trained(summary):
 
 def cmd_demo(args):
     started = time.perf_counter()  # the budget includes loading TensorFlow
+    from kerastp.backend import use_tensorflow_for
+
+    use_tensorflow_for("demo")
     from kerastp.demo import over_budget_note, run_demo
 
     summary = run_demo(

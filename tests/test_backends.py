@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kerastp import registry
+from kerastp import registry, runs
+from kerastp.lite import LiteForecaster
 
 pytest.importorskip("jax")
 
@@ -368,15 +369,25 @@ def test_cli_trains_on_another_backend_and_tensorflow_reloads_the_run(tmp_path, 
     history = (tmp_path / "run" / "history.csv").read_text().strip().splitlines()
     assert len(history) == 3  # header + two epochs
     model = saving.load_model(tmp_path / "run")
-    assert model.predict(np.zeros((1, 10, 64, 64, 1), np.float32), verbose=0).shape == (
-        1, 10, 64, 64, 1,
+    probe = np.random.default_rng(3).random((1, 10, 64, 64, 1), dtype=np.float32)
+    assert model.predict(probe, verbose=0).shape == (1, 10, 64, 64, 1)
+    # `kerastp export` runs on TensorFlow even with the training backend still in
+    # KERAS_BACKEND (as a user's shell keeps it); the sidecar says which backend trained it.
+    done = subprocess.run(
+        [sys.executable, "-m", "kerastp", "export", "--model", str(tmp_path / "run"),
+         "--format", "tflite", "--tflite-dir", str(tmp_path / "tfl")],
+        capture_output=True, text=True, env=dict(env, KERAS_BACKEND=backend), timeout=600,
     )
-    # TensorFlow exports the run; the sidecar says which backend trained it.
-    from kerastp.export import export_artifacts
-
-    written = export_artifacts(tmp_path / "run", formats=("tflite",), tflite_dir=str(tmp_path))
-    path, sidecar = written["tflite"]
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"runs on TensorFlow, the one backend it exists on (KERAS_BACKEND='{backend}'" in (
+        done.stderr
+    )
+    sidecar = json.loads(runs.sidecar_path(tmp_path / "tfl" / "stlight_tiny.tflite").read_text())
     assert sidecar["training_backend"] == backend and sidecar["parity"]["passed"]
+    np.testing.assert_allclose(
+        LiteForecaster(tmp_path / "tfl" / "stlight_tiny.tflite").predict(probe),
+        model.predict(probe, verbose=0), atol=1e-4,
+    )
 
 
 def test_tf_distribute_on_another_backend_is_refused_by_name(tmp_path):
@@ -390,6 +401,24 @@ def test_tf_distribute_on_another_backend_is_refused_by_name(tmp_path):
     assert done.returncode == 2
     assert "needs the TensorFlow backend" in done.stderr and "DataParallel" in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_export_from_a_process_on_another_backend_says_how_to_export(tmp_path):
+    """In a process whose Keras already runs on JAX, `kerastp export` cannot switch backends:
+    it exits with status 2 and says how to export (save, then `kerastp export`, which starts
+    on TensorFlow), and writes nothing."""
+    code = (
+        "import keras, sys; from kerastp import cli; "
+        f"sys.exit(cli.main(['export', '--model', 'm.keras', '--tflite-dir', {str(tmp_path)!r},"
+        f" '--saved-model-dir', {str(tmp_path)!r}]))"
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=300, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "KERAS_BACKEND='jax'" in done.stderr
+    assert "kerastp export --model model.keras" in done.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_backend_whose_package_is_missing_names_the_extra(tmp_path):
