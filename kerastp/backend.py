@@ -48,18 +48,23 @@ _INSTALL_HINT = (
 )
 
 
+def _not_on_tensorflow(backend):
+    """The error for TensorFlow-only work asked of Keras running on `backend`."""
+    return RuntimeError(
+        "This needs Keras' TensorFlow backend (SavedModel / TFLite export, loading a "
+        f"SavedModel, the demo, tf.data input), but Keras runs on {backend!r} here. Set "
+        "KERAS_BACKEND=tensorflow (or unset it) before Keras is imported. `kerastp export` "
+        "and `kerastp demo` start on TensorFlow whatever KERAS_BACKEND says: from a process "
+        f"already running Keras on {backend!r}, save the model "
+        "(`model.save('model.keras')`) and run `kerastp export --model model.keras`."
+    )
+
+
 def require_tensorflow():
     """Imports TensorFlow and checks that Keras runs on it; returns the `tensorflow` module."""
-    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    backend = backend_name()
     if backend != "tensorflow":
-        raise RuntimeError(
-            f"kerastp needs the TensorFlow backend of Keras here (SavedModel / TFLite export, "
-            f"the demo), but KERAS_BACKEND={backend!r}. Unset KERAS_BACKEND or set it to "
-            "'tensorflow' before importing keras; from a process already running Keras on "
-            f"{backend!r}, save the model (`model.save('model.keras')`) and run `kerastp "
-            "export --model model.keras`, which starts on TensorFlow whatever KERAS_BACKEND "
-            "says."
-        )
+        raise _not_on_tensorflow(backend)
     if not verbose():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
@@ -72,10 +77,7 @@ def require_tensorflow():
     import keras
 
     if keras.backend.backend() != "tensorflow":
-        raise RuntimeError(
-            f"Keras was imported with the {keras.backend.backend()!r} backend before kerastp; "
-            "kerastp needs 'tensorflow'. Set KERAS_BACKEND=tensorflow before importing keras."
-        )
+        raise _not_on_tensorflow(keras.backend.backend())
     return tf
 
 
@@ -140,8 +142,8 @@ def use_tensorflow_for(command):
     requested = os.environ.get("KERAS_BACKEND", "tensorflow")
     if requested != "tensorflow":
         print(
-            f"kerastp {command}: note: runs on TensorFlow, the one backend it exists on "
-            f"(KERAS_BACKEND={requested!r} is for training)",
+            f"kerastp {command}: note: runs on TensorFlow, the one backend it exists on; "
+            f"KERAS_BACKEND={requested!r} is ignored here",
             file=sys.stderr,
         )
     os.environ["KERAS_BACKEND"] = "tensorflow"

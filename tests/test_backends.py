@@ -22,9 +22,24 @@ pytest.importorskip("jax")
 TINY = registry.list_presets(tiny=True)
 
 
-def run_jax(script, timeout=600, env_extra=None):
+#: Prepended to a script, TensorFlow (and tensorflow-datasets) cannot be imported by it, as in
+#: a venv with the `jax` extra only: a `None` in `sys.modules` makes `import tensorflow` raise
+#: ImportError and `importlib.util.find_spec("tensorflow")` return None.
+WITHOUT_TENSORFLOW = (
+    "import sys\n"
+    "for _name in ('tensorflow', 'tensorflow_datasets'):\n"
+    "    sys.modules[_name] = None\n"
+)
+
+
+def run_jax(script, timeout=600, env_extra=None, tensorflow=False):
+    """Runs `script` in a fresh process on Keras' JAX backend (CPU); returns the JSON of its
+    last line. Without `tensorflow`, the process cannot import TensorFlow."""
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", **(env_extra or {}))
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True,
+    script = textwrap.dedent(script)
+    if not tensorflow:
+        script = WITHOUT_TENSORFLOW + script
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True,
                           text=True, env=env, timeout=timeout)
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -32,7 +47,8 @@ def run_jax(script, timeout=600, env_extra=None):
 
 @pytest.fixture(scope="module")
 def jax_runs(tmp_path_factory):
-    """One JAX process: each tiny preset fitted one step and saved, with its probe output."""
+    """One JAX process that cannot import TensorFlow: each tiny preset fitted one step and
+    saved, with its probe output."""
     out = tmp_path_factory.mktemp("jax_runs")
     return run_jax(
         f"""
@@ -357,8 +373,12 @@ def test_cli_trains_on_another_backend_and_tensorflow_reloads_the_run(tmp_path, 
         pytest.skip(f"{backend} is not installed")
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     env.pop("KERAS_BACKEND", None)
+    # On JAX, `kerastp train` in a process that cannot import TensorFlow (the `jax` extra).
+    cli = [sys.executable, "-c", WITHOUT_TENSORFLOW + "from kerastp.cli import main\n"
+           "sys.exit(main(sys.argv[1:]))"] if backend == "jax" else [
+        sys.executable, "-m", "kerastp"]  # fmt: skip
     done = subprocess.run(
-        [sys.executable, "-m", "kerastp", "train", "--backend", backend, "--preset",
+        [*cli, "train", "--backend", backend, "--preset",
          "stlight_tiny", "--epochs", "2", "--steps-per-epoch", "3", "--eval-sequences", "8",
          "--run-dir", str(tmp_path / "run"), "--verbose", "0"],
         capture_output=True, text=True, env=env, timeout=600,
@@ -379,7 +399,7 @@ def test_cli_trains_on_another_backend_and_tensorflow_reloads_the_run(tmp_path, 
         capture_output=True, text=True, env=dict(env, KERAS_BACKEND=backend), timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"runs on TensorFlow, the one backend it exists on (KERAS_BACKEND='{backend}'" in (
+    assert f"runs on TensorFlow, the one backend it exists on; KERAS_BACKEND='{backend}'" in (
         done.stderr
     )
     sidecar = json.loads(runs.sidecar_path(tmp_path / "tfl" / "stlight_tiny.tflite").read_text())
@@ -416,7 +436,7 @@ def test_export_from_a_process_on_another_backend_says_how_to_export(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, timeout=300, cwd=tmp_path)  # fmt: skip
     assert done.returncode == 2, done.stderr[-2000:]
-    assert "KERAS_BACKEND='jax'" in done.stderr
+    assert "Keras runs on 'jax' here" in done.stderr
     assert "kerastp export --model model.keras" in done.stderr
     assert list(tmp_path.iterdir()) == []
 
