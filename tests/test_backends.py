@@ -360,7 +360,7 @@ def test_windowed_training_streams_are_the_same_on_tensorflow_and_jax(tmp_path, 
 @pytest.mark.parametrize(
     "backend",
     [
-        pytest.param("jax", marks=pytest.mark.slow),  # 28 s: the slow CI step runs it
+        pytest.param("jax", marks=pytest.mark.slow),  # ~100 s with its export: slow CI step
         pytest.param("torch", marks=[pytest.mark.slow, pytest.mark.torch_backend]),
     ],
 )
