@@ -126,15 +126,16 @@ def select_backend(name):
     return name
 
 
-def use_tensorflow_for(command):
+def use_tensorflow_for(command, reason="runs on TensorFlow, the one backend it exists on"):
     """Makes a fresh `kerastp` process run `command` on TensorFlow whatever `KERAS_BACKEND`
-    says: SavedModel / TFLite export and the demo exist only there, so a user who trains on
-    JAX or PyTorch (and keeps `KERAS_BACKEND` set in the shell) exports with the same
-    `kerastp export`. A process that already imported Keras on another backend keeps it, and
-    `require_tensorflow` then says what to do.
+    says: SavedModel / TFLite export and the demo exist only there, and a SavedModel loads only
+    there, so a user who trains on JAX or PyTorch (and keeps `KERAS_BACKEND` set in the shell)
+    exports, benchmarks and scores with the same commands. A process that already imported
+    Keras on another backend keeps it, and `require_tensorflow` then says what to do.
 
     Args:
         command: the command's name, for the one line said on stderr when the backend changes.
+        reason: why, in that line.
     """
     keras = sys.modules.get("keras")
     if keras is not None and hasattr(keras, "backend"):
@@ -142,8 +143,7 @@ def use_tensorflow_for(command):
     requested = os.environ.get("KERAS_BACKEND", "tensorflow")
     if requested != "tensorflow":
         print(
-            f"kerastp {command}: note: runs on TensorFlow, the one backend it exists on; "
-            f"KERAS_BACKEND={requested!r} is ignored here",
+            f"kerastp {command}: note: {reason}; KERAS_BACKEND={requested!r} is ignored here",
             file=sys.stderr,
         )
     os.environ["KERAS_BACKEND"] = "tensorflow"

@@ -6,6 +6,7 @@ import os
 import sys
 import time
 import warnings
+from pathlib import Path
 
 from kerastp import options
 
@@ -196,7 +197,17 @@ def _print_scores(result):
         print(f"{key:<16}{cells}")
 
 
+def _saved_models_load_on_tensorflow(command, paths):
+    """A fresh process asked to run a SavedModel directory starts on TensorFlow, the one
+    backend that loads it, whatever `KERAS_BACKEND` says (`use_tensorflow_for`)."""
+    from kerastp.backend import use_tensorflow_for
+
+    if any(path and Path(path, "saved_model.pb").is_file() for path in paths):
+        use_tensorflow_for(command, reason="a SavedModel loads on TensorFlow only")
+
+
 def cmd_evaluate(args):
+    _saved_models_load_on_tensorflow("evaluate", [args.model])
     from kerastp.evaluation.evaluate import evaluate
 
     result = evaluate(
@@ -251,6 +262,7 @@ def cmd_export(args):
 
 
 def cmd_bench(args):
+    _saved_models_load_on_tensorflow("bench", args.model)
     from kerastp.bench import bench_path
 
     rows = []
@@ -304,6 +316,7 @@ def cmd_bench(args):
 
 
 def cmd_predict(args):
+    _saved_models_load_on_tensorflow("predict", [args.model])
     from kerastp.visualize import predict_to_pictures
 
     png, gif = predict_to_pictures(

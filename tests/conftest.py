@@ -106,30 +106,6 @@ def tiny_trained_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_exported(tiny_trained_run, tmp_path_factory):
-    """`tiny_trained_run` exported once (float .keras, SavedModel and TFLite, verified).
-
-    Returns a namespace with `root`, `paths` ({"keras", "saved_model", "tflite"} -> Path),
-    `sidecars` (the same keys -> the sidecar dict written beside each artifact) and `model`
-    (the trained Keras model the artifacts reproduce). READ ONLY, like `tiny_trained_run`.
-    """
-    from kerastp import export
-
-    root = tmp_path_factory.mktemp("tiny_exported")
-    written = export.export_artifacts(
-        tiny_trained_run.run_dir,
-        saved_model_dir=root / "saved_models",
-        tflite_dir=root / "tflite",
-    )
-    return SimpleNamespace(
-        root=root,
-        paths={kind: path for kind, (path, _) in written.items()},
-        sidecars={kind: sidecar for kind, (_, sidecar) in written.items()},
-        model=tiny_trained_run.result["model"],
-    )
-
-
-@pytest.fixture(scope="session")
 def tiny_param_counts():
     """{tiny preset: trainable parameters of `registry.build_model(preset)`}, built once."""
     from kerastp import registry

@@ -381,6 +381,38 @@ def test_exported_artifacts_forecast_the_same(forecasts):
     np.testing.assert_allclose(forecasts["tflite"], reference, rtol=0, atol=1e-4)
 
 
+def test_a_saved_model_runs_with_another_backend_in_keras_backend(
+    exported, forecasts, first_sequence, tmp_path
+):
+    """A user who trains on JAX keeps `KERAS_BACKEND=jax` in the shell: `kerastp predict` and
+    `kerastp bench` of a SavedModel start on TensorFlow (the one backend that loads it) and
+    say so, instead of failing on the backend."""
+    import os
+    import subprocess
+    import sys
+
+    np.save(tmp_path / "past.npy", first_sequence[0])
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    saved_model = str(exported.paths["saved_model"])
+    done = subprocess.run(
+        [sys.executable, "-m", "kerastp", "predict", "--model", saved_model, "--inputs",
+         str(tmp_path / "past.npy"), "--out", str(tmp_path / "forecast.npy")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "a SavedModel loads on TensorFlow only; KERAS_BACKEND='jax' is ignored" in done.stderr
+    np.testing.assert_allclose(
+        np.load(tmp_path / "forecast.npy"), forecasts["saved_model"][0], rtol=0, atol=1e-6
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "kerastp", "bench", saved_model, "--runs", "2", "--warmup", "0",
+         "--json"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [row["runtime"] for row in json.loads(done.stdout)] == ["saved_model"]
+
+
 @pytest.mark.parametrize("kind", ["keras", "saved_model", "tflite"])
 def test_predict_writes_png_and_gif(exported, forecasts, first_sequence, monkeypatch, kind):
     monkeypatch.chdir(exported.root)
