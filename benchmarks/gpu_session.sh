@@ -4,7 +4,9 @@
 # saved_models/mmnist/mmnist.keras (a lent machine keeps no backup between sessions; set
 # PRETRAIN_INIT= to train from scratch). Run from the checkout
 # root with
-#   .whl/  keras, namex, optree wheels for the machine's Python (see ../shared/gpu/README.md)
+#   .whl/  Keras and the wheels it needs that a lent machine may lack, for its Python 3.12:
+#          pip download keras==3.15.1 namex optree packaging --python-version 3.12 \
+#            --only-binary=:all: --no-deps -d .whl
 #   .gpu/  mnist.npz, mm_data.py and torch_stlight.py copied from ../shared
 # Usage: bash benchmarks/gpu_session.sh OUT_DIR CALL_SECONDS [extra benchmarks/gpu.py args]
 # (RACE_SECONDS caps the race; QUALITY_SECONDS is its equal-time training budget.)
@@ -30,5 +32,5 @@ echo "pretrain mmnist: $MINUTES minutes" | tee -a "$OUT/log.txt"
 INIT=${PRETRAIN_INIT-saved_models/mmnist/mmnist.keras}
 python3 benchmarks/pretrain.py mmnist --out "$OUT/mmnist" --minutes "$MINUTES" \
   ${INIT:+--init "$INIT"} --dtype bfloat16 --mnist .gpu/mnist.npz --workers 12 \
-  --test-sequences 1000 2>&1 | grep -v "^Epoch" | tee -a "$OUT/log.txt"
+  --test-sequences 1000 2>&1 | grep --line-buffered -v "^Epoch" | tee -a "$OUT/log.txt"
 rm -rf "$OUT/mmnist/backup"

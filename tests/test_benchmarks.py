@@ -412,3 +412,30 @@ def test_appended_rows_keep_the_machine_and_day_they_were_measured_on():
     # Rows written before rows carried a machine take their payload's.
     legend, _ = _common.machines_legend([row("x", 1.0)], earlier)
     assert legend.startswith("AMD EPYC, 2 cores, 2026-11-27")
+
+
+@pytest.mark.slow  # three toy models compiled on JAX: ~20 s
+def test_depthwise_forms_benchmark_times_every_form_side_by_side(tmp_path):
+    """`benchmarks/depthwise_forms.py`: one row per depth-wise form for each model, timed
+    interleaved, with the ratio to Keras' form; runs on JAX without TensorFlow's machine
+    record."""
+    pytest.importorskip("jax")
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "depthwise_forms.py"), "--presets", "--override",
+         'stlight_tiny:{"hidden_dim": 8, "depth": 1}', "--override-batch", "2", "--rounds",
+         "2", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    payload = json.loads((tmp_path / "depthwise_forms_jax_cpu.json").read_text())
+    assert payload["machine"]["backend"] == "jax" and payload["machine"]["platform"] == "cpu"
+    records = payload["records"]
+    assert [r["config"] for r in records] == ["keras", "shift_dilated", "shift_all"]
+    for r in records:
+        assert r["overrides"] == {"hidden_dim": 8, "depth": 1} and r["batch"] == 2
+        assert len(r["steps_s"]) == 2 and all(t > 0 for t in r["steps_s"])
+        assert r["median_ms"] == pytest.approx(1000 * np.median(r["steps_s"]), abs=0.1)
+        assert r["speedup"] == pytest.approx(records[0]["median_ms"] / r["median_ms"], abs=0.01)
+    markdown = (tmp_path / "depthwise_forms_jax_cpu.md").read_text()
+    assert '| stlight_tiny {"hidden_dim": 8, "depth": 1} | 2 | shift_dilated |' in markdown

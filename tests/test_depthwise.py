@@ -114,6 +114,11 @@ def test_auto_uses_keras_off_the_measured_platforms():
     for dtype in ("float32", "bfloat16"):
         assert depthwise.AUTO[("jax", "gpu", dtype, "dilated")] == "shift"
         assert ("jax", "gpu", dtype, "undilated") not in depthwise.AUTO
+    # JAX on CPU: measured in float32 only, and only the dilated kernel is shifted.
+    assert depthwise.AUTO[("jax", "cpu", "float32", "dilated")] == "shift"
+    assert ("jax", "cpu", "float32", "undilated") not in depthwise.AUTO
+    assert ("jax", "cpu", "bfloat16", "dilated") not in depthwise.AUTO
+    assert not any(key[0] == "tensorflow" for key in depthwise.AUTO)  # exports keep Keras'
 
 
 def test_auto_tells_dilated_from_undilated_kernels(monkeypatch):

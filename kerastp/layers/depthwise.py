@@ -35,10 +35,11 @@ config and picks the form per backend:
 Only stride 1, depth multiplier 1 and "same"/"valid" padding take the alternative paths; any
 other setting falls back to ``"keras"``. `KERASTP_DEPTHWISE` (environment) or
 `set_depthwise_implementation()` chooses globally; ``"auto"`` (the default) is ``"keras"``
-except where `benchmarks/gpu.py` measured another form faster (see `AUTO`, keyed by whether
-the kernel is dilated: XLA compiles an undilated 3x3 well in Keras' form, a dilated 7x7
-poorly). In float16/bfloat16 the shift form multiplies and adds in float32 and rounds its
-result once: XLA's bfloat16 shifted sums ran 4x slower than float32 ones.
+except where `benchmarks/gpu.py` (GPU) or `benchmarks/depthwise_forms.py` (JAX on CPU)
+measured another form faster (see `AUTO`, keyed by whether the kernel is dilated: XLA
+compiles an undilated 3x3 well in Keras' form on a GPU, a dilated 7x7 poorly). In
+float16/bfloat16 the shift form multiplies and adds in float32 and rounds its result once:
+XLA's bfloat16 shifted sums ran 4x slower than float32 ones.
 
 Measured (benchmarks/results/gpu/race.md; H200, Keras 3.15.1 on JAX 0.11.2, one call):
 STLight-XS trains at 301 samples/s in float32 at batch 16 with ``"shift"`` against 86 with
@@ -47,7 +48,11 @@ STLight-XS trains at 301 samples/s in float32 at batch 16 with ``"shift"`` again
 ``"keras"`` in float32, and 8.28 (shift computed in bfloat16) against 3.28 ms in bfloat16.
 An undilated 3x3 takes 0.17 ms in Keras' form and 0.29 ms shifted. A third form raced then
 (a custom-gradient `lax` convolution with the weight gradient as a forward grouped
-convolution) was slower than both everywhere (12.8 ms) and was dropped.
+convolution) was slower than both everywhere (12.8 ms) and was dropped. On a CPU, JAX trains
+STLight 1.66x (stlight_tiny) to 2.35x (512 channels) faster with its dilated kernels shifted
+(benchmarks/results/depthwise_forms_jax_cpu.md); TensorFlow on a CPU trains stlight_tiny 10x
+faster in Keras' form than shifted (depthwise_forms_tensorflow_any.md), so "auto" keeps Keras'
+form there.
 """
 
 import contextlib
@@ -64,6 +69,14 @@ ENV_VAR = "KERASTP_DEPTHWISE"
 #: uses "keras".
 AUTO = {
     ("jax", "gpu", "float32", "dilated"): "shift",
+    # JAX on CPU (benchmarks/results/depthwise_forms_jax_cpu.md, one interleaved run, 2-core
+    # AMD EPYC): XLA's CPU grouped convolutions are slow. Shifting the dilated kernels trains
+    # stlight_tiny 1.66x and 512-wide STLight blocks 2.35x faster, simvp_tiny and tau_tiny at
+    # the same speed (1.01x, 0.99x). Shifting the undilated kernels too speeds SimVP/TAU up
+    # (1.24x, 1.30x) but slows STLight (0.77x): XLA then fuses the 3x3's taps into every tap
+    # of the dilated 7x7 it feeds. The first (compiling) step of stlight_tiny takes 14.5 s
+    # instead of 7.3 s.
+    ("jax", "cpu", "float32", "dilated"): "shift",
     # Not raced yet: the 16-bit entries assume the float32-summing shift form runs at the
     # measured float32 speed (2.07 ms against Keras' 3.28 ms in bfloat16); the next
     # benchmarks/gpu.py call measures it (its micro phase times both forms per dtype).
