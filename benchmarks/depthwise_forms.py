@@ -20,6 +20,7 @@ entry).
 """
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -47,24 +48,19 @@ CONFIGS = {
 }
 
 
-class _Form:
+@contextlib.contextmanager
+def _form(name, platform_name):
     """Within the block, depth-wise convolutions traced use the configuration `name`."""
-
-    def __init__(self, name, platform_name):
-        self.implementation, self.auto = CONFIGS[name]
-        self.platform = platform_name
-
-    def __enter__(self):
-        self.saved = dict(depthwise.AUTO)
-        backend = keras.backend.backend()
-        for kind, form in self.auto.items():
-            depthwise.AUTO[(backend, self.platform, "float32", kind)] = form
-        depthwise.set_depthwise_implementation(self.implementation)
-
-    def __exit__(self, *exc):
-        depthwise.set_depthwise_implementation(None)
+    implementation, auto = CONFIGS[name]
+    saved = dict(depthwise.AUTO)
+    for kind, form in auto.items():
+        depthwise.AUTO[(keras.backend.backend(), platform_name, "float32", kind)] = form
+    try:
+        with depthwise.using_depthwise_implementation(implementation):
+            yield
+    finally:
         depthwise.AUTO.clear()
-        depthwise.AUTO.update(self.saved)
+        depthwise.AUTO.update(saved)
 
 
 def race(preset, batch, rounds, overrides, platform_name):
@@ -82,7 +78,7 @@ def race(preset, batch, rounds, overrides, platform_name):
     future = rng.random((batch, probe.output_frames, *frames), dtype=np.float32)
 
     def step(name):
-        with _Form(name, platform_name):
+        with _form(name, platform_name):
             started = time.perf_counter()
             models[name].train_on_batch(past, future)
             return time.perf_counter() - started

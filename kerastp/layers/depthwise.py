@@ -48,11 +48,9 @@ STLight-XS trains at 301 samples/s in float32 at batch 16 with ``"shift"`` again
 ``"keras"`` in float32, and 8.28 (shift computed in bfloat16) against 3.28 ms in bfloat16.
 An undilated 3x3 takes 0.17 ms in Keras' form and 0.29 ms shifted. A third form raced then
 (a custom-gradient `lax` convolution with the weight gradient as a forward grouped
-convolution) was slower than both everywhere (12.8 ms) and was dropped. On a CPU, JAX trains
-STLight 1.66x (stlight_tiny) to 2.35x (512 channels) faster with its dilated kernels shifted
-(benchmarks/results/depthwise_forms_jax_cpu.md); TensorFlow on a CPU trains stlight_tiny 10x
-faster in Keras' form than shifted (depthwise_forms_tensorflow_any.md), so "auto" keeps Keras'
-form there.
+convolution) was slower than both everywhere (12.8 ms) and was dropped. JAX on a CPU: see
+`AUTO`'s comment; TensorFlow on a CPU trains stlight_tiny 10x faster in Keras' form than
+shifted (benchmarks/results/depthwise_forms_tensorflow_any.md), so "auto" keeps it there.
 """
 
 import contextlib
